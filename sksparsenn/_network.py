@@ -1,0 +1,330 @@
+"""The network: weights, optimizer state, and one minibatch forward/backward.
+
+A ``SparseNetwork`` holds plain numpy arrays only, so it pickles as it is.
+The first layer (``coefs[0]``, shape (n_features, H1)) is driven by the Cython
+kernels in ``_sparse_kernels``; the dense layers after it use BLAS through
+numpy. It knows nothing of epochs or of scikit-learn.
+
+Optimizer semantics (all layers):
+
+* ``sgd``: ``v <- momentum * v - lr * g``; ``w <- w + v`` (or the Nesterov
+  form ``w <- w + momentum * v - lr * g``), as scikit-learn's SGDOptimizer.
+* ``adam``: as scikit-learn's AdamOptimizer, with the global step count ``t``
+  driving the bias correction.
+* ``adagrad``: ``G <- G + g^2``; ``w <- w - lr * g / (sqrt(G) + epsilon)``
+  (Duchi, Hazan and Singer, 2011).
+
+On the first layer these are lazy: the state of a feature's row is read and
+written only in steps whose batch contains that feature.
+
+Regularisation is applied as a decay after each step's update:
+``w <- soft(w * (1 - lr * alpha / sw_sum), lr * alpha_l1 / sw_sum)``, with
+``sw_sum`` the batch's total sample weight (its size without weights);
+``soft`` is soft-thresholding, ``alpha_l1`` acts on the first layer only and
+intercepts are not penalised. For plain SGD this is exactly the gradient step
+of scikit-learn's L2 term ``alpha / (2 * sw_sum) * ||W||^2``; for the
+other solvers it is the decoupled form of Loshchilov and Hutter (2019). On the
+first layer it is lazy: rows catch up when next touched (see
+``sparse_backward_update``), and ``flush_regularization`` brings every row up
+to date before the weights are read.
+"""
+
+import math
+
+import numpy as np
+from scipy.special import expit
+
+from . import _sparse_kernels as _k
+
+SOLVERS = {"sgd": 0, "adam": 1, "adagrad": 2}
+ROW_SCALINGS = {"none": 0, "mean": 1, "sqrt": 2, "l2": 3}
+
+# Below this running log-decay the lazy-regularisation marks are folded into
+# the weights (one O(n_features x H) pass) so that exp(logp) stays far from
+# underflow and the L1 accumulator far from overflow.
+_LOGP_FLUSH = -20.0
+
+
+def _relu(Z):
+    np.maximum(Z, 0, out=Z)
+
+
+def _tanh(Z):
+    np.tanh(Z, out=Z)
+
+
+def _logistic(Z):
+    expit(Z, out=Z)
+
+
+def _identity(Z):
+    pass
+
+
+def _relu_deriv(A, delta):
+    delta[A <= 0] = 0
+
+
+def _tanh_deriv(A, delta):
+    delta *= 1 - A * A
+
+
+def _logistic_deriv(A, delta):
+    delta *= A * (1 - A)
+
+
+def _identity_deriv(A, delta):
+    pass
+
+
+# In-place activation, and in-place multiplication of a delta by the
+# activation's derivative expressed through the activation's output.
+ACTIVATIONS = {"relu": _relu, "tanh": _tanh, "logistic": _logistic, "identity": _identity}
+DERIVATIVES = {
+    "relu": _relu_deriv,
+    "tanh": _tanh_deriv,
+    "logistic": _logistic_deriv,
+    "identity": _identity_deriv,
+}
+
+
+def compute_row_scales(X, row_scaling, n_threads):
+    """Scale factor of each row of CSR X for ``row_scaling`` (see ROW_SCALINGS)."""
+    out = np.empty(X.shape[0], dtype=X.dtype)
+    _k.row_scales(X.data, X.indptr, ROW_SCALINGS[row_scaling], out, n_threads)
+    return out
+
+
+class SparseNetwork:
+    """Weights and optimizer state of a sparse-input MLP.
+
+    Parameters
+    ----------
+    layer_units : list of int
+        ``[n_features, H1, ..., n_outputs]``.
+    activation : str
+        Hidden activation, a key of ``ACTIVATIONS``. The output is identity.
+    solver : {'sgd', 'adam', 'adagrad'}
+    dtype : numpy dtype
+        float32 or float64; every array of the network has it.
+    rng : numpy.random.RandomState
+        Used for the initial weights only.
+    fan_in : float
+        Typical number of non-zeros per input row; the first layer's Glorot
+        bound uses it in place of n_features, since only that many inputs feed
+        a hidden unit in one row.
+    """
+
+    def __init__(self, layer_units, activation, solver, dtype, rng, fan_in):
+        self.layer_units = list(layer_units)
+        self.activation = activation
+        self.solver = solver
+        self.dtype = np.dtype(dtype)
+        self.t = 0  # optimizer steps taken
+        self.coefs = []
+        self.intercepts = []
+        gen = np.random.default_rng(rng.randint(np.iinfo(np.int32).max))
+        # Glorot uniform, as scikit-learn's MLP (factor 2 for logistic).
+        factor = 2.0 if activation == "logistic" else 6.0
+        for i, (n_in, n_out) in enumerate(zip(self.layer_units[:-1], self.layer_units[1:])):
+            fan = max(1.0, min(float(n_in), fan_in)) if i == 0 else n_in
+            bound = math.sqrt(factor / (fan + n_out))
+            W = gen.random((n_in, n_out), dtype=self.dtype)  # filled in place: no float64 temp
+            W *= 2 * bound
+            W -= bound
+            b = gen.random(n_out, dtype=self.dtype)
+            b *= 2 * bound
+            b -= bound
+            self.coefs.append(W)
+            self.intercepts.append(b)
+        self._init_state()
+        n_features = self.layer_units[0]
+        self.reg_logp_feat = np.zeros(n_features, dtype=np.float64)
+        self.reg_acc_feat = np.zeros(n_features, dtype=np.float64)
+        self.reg_logp = 0.0
+        self.reg_acc = 0.0
+        self._slot = None
+
+    def _init_state(self):
+        # np.zeros maps untouched pages lazily, so the first layer's state
+        # costs memory only for the rows of features actually seen.
+        n_state = {"sgd": 1, "adam": 2, "adagrad": 1}[self.solver]
+        params = self.coefs + self.intercepts
+        self.state = [[np.zeros_like(p) for p in params] for _ in range(n_state)]
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_slot"] = None  # scratch, rebuilt on demand
+        return state
+
+    # ------------------------------------------------------------------ #
+    def forward(self, X, rows, scale, n_threads):
+        """Activations of every layer for the given rows of CSR X.
+
+        Returns a list ``[A1, ..., A_out]``; hidden activations are already
+        passed through the activation function, the output is linear.
+        """
+        W1, b1 = self.coefs[0], self.intercepts[0]
+        Z = np.empty((rows.shape[0], W1.shape[1]), dtype=self.dtype)
+        _k.sparse_forward(X.data, X.indices, X.indptr, rows, scale, W1, b1, Z, n_threads)
+        activations = [Z]
+        n_layers = len(self.coefs)
+        act = ACTIVATIONS[self.activation]
+        if n_layers > 1:
+            act(Z)
+        for i in range(1, n_layers):
+            Z = activations[-1] @ self.coefs[i]
+            Z += self.intercepts[i]
+            if i < n_layers - 1:
+                act(Z)
+            activations.append(Z)
+        return activations
+
+    def predict_rows(self, X, rows, scale, n_threads, chunk_size=4096):
+        """Network output for the given rows, computed in chunks of rows."""
+        out = np.empty((rows.shape[0], self.layer_units[-1]), dtype=self.dtype)
+        for start in range(0, rows.shape[0], chunk_size):
+            stop = min(start + chunk_size, rows.shape[0])
+            out[start:stop] = self.forward(X, rows[start:stop], scale[start:stop], n_threads)[-1]
+        return out
+
+    def backward(self, activations, y, sample_weight):
+        """Loss and gradients of the batch.
+
+        Returns ``(loss, D1, grads)`` where ``D1`` is the gradient w.r.t. the
+        first layer's pre-activation (the kernels turn it into the row-sparse
+        gradient of ``coefs[0]``) and ``grads`` is a list of
+        ``(coef_grad or None, intercept_grad)`` per layer, ``coef_grad`` None
+        for the sparse first layer. Loss and gradient follow scikit-learn's
+        MLPRegressor: loss is half the (weighted) mean squared error over
+        samples and outputs; gradients are of half the squared error summed
+        over outputs, averaged over samples.
+        """
+        out = activations[-1]
+        diff = out - y
+        if sample_weight is None:
+            loss = 0.5 * float(np.mean(diff * diff))
+            delta = diff
+            delta *= 1.0 / y.shape[0]
+        else:
+            sw_sum = float(sample_weight.sum())
+            loss = 0.5 * float(np.average(diff * diff, weights=sample_weight, axis=0).mean())
+            delta = diff
+            delta *= (sample_weight / sw_sum)[:, None]
+        n_layers = len(self.coefs)
+        grads = [None] * n_layers
+        deriv = DERIVATIVES[self.activation]
+        for i in range(n_layers - 1, 0, -1):
+            grads[i] = (activations[i - 1].T @ delta, delta.sum(axis=0))
+            delta = delta @ self.coefs[i].T
+            deriv(activations[i - 1], delta)
+        grads[0] = (None, delta.sum(axis=0))
+        return loss, delta, grads
+
+    # ------------------------------------------------------------------ #
+    def step(self, X, rows, scale, y, sample_weight, hp, n_threads):
+        """One minibatch step: forward, backward, update of every layer.
+
+        ``hp`` is a dict with keys lr, alpha, alpha_l1, beta_1, beta_2,
+        epsilon, momentum, nesterov. Returns the batch loss; a non-finite loss
+        is returned before any update, and None (before any update) when the
+        step's L2 decay would zero every weight.
+        """
+        # The penalties are scaled by the batch's total sample weight, as
+        # scikit-learn's L2 term alpha / (2 * sw_sum) * ||W||^2.
+        sw_sum = float(rows.shape[0]) if sample_weight is None else float(sample_weight.sum())
+        lr = hp["lr"]
+        decay = 1.0 - lr * hp["alpha"] / sw_sum
+        threshold = lr * hp["alpha_l1"] / sw_sum
+        if not decay > 0.0:
+            return None
+        activations = self.forward(X, rows, scale, n_threads)
+        loss, D1, grads = self.backward(activations, y, sample_weight)
+        if not np.isfinite(loss):
+            return loss
+        self.t += 1
+        if self.solver == "adam":
+            step_lr = lr * math.sqrt(1 - hp["beta_2"] ** self.t) / (1 - hp["beta_1"] ** self.t)
+        else:
+            step_lr = lr
+
+        # Dense parameters: every layer's intercept, coefs[1:].
+        n_layers = len(self.coefs)
+        for i in range(n_layers):
+            coef_grad, intercept_grad = grads[i]
+            self._dense_update(n_layers + i, self.intercepts[i], intercept_grad, step_lr, hp)
+            if coef_grad is not None:
+                self._dense_update(i, self.coefs[i], coef_grad, step_lr, hp)
+                if decay != 1.0:
+                    self.coefs[i] *= decay
+
+        # Sparse first layer: fused gradient + update + lazy regularisation.
+        regularize = decay != 1.0 or threshold != 0.0
+        logp_prev, acc_prev = self.reg_logp, self.reg_acc
+        if regularize:
+            logp_now = logp_prev + math.log(decay)
+            acc_now = acc_prev + threshold / math.exp(logp_now)
+        else:
+            logp_now, acc_now = logp_prev, acc_prev
+        if self._slot is None:
+            self._slot = np.full(self.layer_units[0], -1, dtype=np.int64)
+        s1 = self.state[0][0]
+        s2 = self.state[1][0] if self.solver == "adam" else s1
+        _k.sparse_backward_update(
+            X.data, X.indices, X.indptr, rows, scale, D1,
+            self.coefs[0], s1, s2, self.reg_logp_feat, self.reg_acc_feat, self._slot,
+            SOLVERS[self.solver], step_lr, hp["beta_1"], hp["beta_2"], hp["epsilon"],
+            hp["momentum"], hp["nesterov"],
+            regularize, logp_prev, acc_prev, decay, threshold, logp_now, acc_now,
+            n_threads,
+        )
+        self.reg_logp, self.reg_acc = logp_now, acc_now
+        if self.reg_logp < _LOGP_FLUSH:
+            self.flush_regularization(n_threads)
+        return loss
+
+    def _dense_update(self, k, param, grad, step_lr, hp):
+        """Optimizer update of dense parameter number ``k`` (same rules as the kernel)."""
+        if self.solver == "adam":
+            m, v = self.state[0][k], self.state[1][k]
+            b1, b2 = hp["beta_1"], hp["beta_2"]
+            m *= b1
+            m += (1 - b1) * grad
+            v *= b2
+            v += (1 - b2) * (grad * grad)
+            param -= step_lr * m / (np.sqrt(v) + hp["epsilon"])
+        elif self.solver == "adagrad":
+            G = self.state[0][k]
+            G += grad * grad
+            param -= step_lr * grad / (np.sqrt(G) + hp["epsilon"])
+        elif hp["momentum"] > 0:
+            vel = self.state[0][k]
+            mom = hp["momentum"]
+            vel *= mom
+            vel -= step_lr * grad
+            if hp["nesterov"]:
+                param += mom * vel - step_lr * grad
+            else:
+                param += vel
+        else:
+            param -= step_lr * grad
+
+    def flush_regularization(self, n_threads):
+        """Bring every first-layer row up to date with the lazy regularisation."""
+        if self.reg_logp != 0.0 or self.reg_acc != 0.0:
+            _k.catch_up_all(
+                self.coefs[0], self.reg_logp_feat, self.reg_acc_feat,
+                self.reg_logp, self.reg_acc, n_threads,
+            )
+            self.reg_logp = 0.0
+            self.reg_acc = 0.0
+
+    def copy_params(self):
+        return [c.copy() for c in self.coefs], [b.copy() for b in self.intercepts]
+
+    def set_params_from(self, coefs, intercepts):
+        """Copy weights into the existing arrays (references stay valid)."""
+        for dst, src in zip(self.coefs, coefs):
+            dst[...] = src
+        for dst, src in zip(self.intercepts, intercepts):
+            dst[...] = src

@@ -1,0 +1,490 @@
+"""Kernels of the sparse first layer.
+
+Everything here works on a CSR matrix given as its three arrays (``data``,
+``indices``, ``indptr``) and on an array of row numbers (``rows``): a
+minibatch is never copied out of X. The cost of every call is proportional to
+the number of non-zeros in the rows it is given, never to ``n_features``.
+
+* :func:`row_scales`: one scale factor per row (none / mean / sqrt / l2).
+* :func:`sparse_forward`: ``Z[i] = scale[i] * sum_k x[rows[i], k] * W[k] + b``.
+* :func:`sparse_backward_update`: the row-sparse gradient of ``W`` fused with
+  the optimizer step and the lazy regularisation, feature by feature.
+* :func:`sparse_gradient`: the same gradient, returned instead of applied
+  (for tests and for users who want it).
+* :func:`catch_up_all`: bring every row of ``W`` up to date with the lazy
+  regularisation.
+
+Determinism: every output element is a sum taken in a fixed order (the order
+of the non-zeros in the batch), and each element is written by exactly one
+thread, so results do not depend on the number of threads.
+
+Explicit zeros stored in X are skipped, so that a matrix with explicit zeros
+trains exactly like its clean equivalent (they would otherwise count as
+"touched" features for the lazy optimizers).
+"""
+
+import numpy as np
+
+from cython cimport floating
+from cython.parallel cimport prange, parallel
+from libc.math cimport sqrt, sqrtf, exp
+from libc.stdint cimport int32_t, int64_t
+
+from ._openmp_helpers cimport omp_get_thread_num
+
+ctypedef fused index_t:
+    int32_t
+    int64_t
+
+# Solver codes, shared with sksparsenn/_network.py.
+cdef enum:
+    SOLVER_SGD = 0
+    SOLVER_ADAM = 1
+    SOLVER_ADAGRAD = 2
+
+# Row scaling codes, shared with sksparsenn/_network.py.
+cdef enum:
+    SCALE_NONE = 0
+    SCALE_MEAN = 1
+    SCALE_SQRT = 2
+    SCALE_L2 = 3
+
+# A row with more stored values than this is split over column blocks of
+# width _BLOCK in the forward pass, so that one almost-full row is shared by
+# all threads instead of keeping one thread busy while the others idle.
+cdef Py_ssize_t _SPLIT_NNZ = 2048
+cdef Py_ssize_t _BLOCK = 32
+
+
+cdef inline floating _sqrt(floating x) noexcept nogil:
+    if floating is float:
+        return sqrtf(x)
+    else:
+        return sqrt(x)
+
+
+cdef inline floating _soft(floating w, floating thr) noexcept nogil:
+    """Soft-thresholding: the proximal step of an L1 penalty ``thr * |w|``."""
+    if w > thr:
+        return w - thr
+    if w < -thr:
+        return w + thr
+    return 0
+
+
+def row_scales(
+    const floating[::1] data,    # IN  (nnz,)
+    const index_t[::1] indptr,   # IN  (n_rows + 1,)
+    int mode,
+    floating[::1] out,           # OUT (n_rows,)
+    int n_threads,
+):
+    """Per-row scale factors for row scaling ``mode``.
+
+    ``mode`` is 0 (none: 1), 1 (mean: 1 / number of non-zero values),
+    2 (sqrt: 1 / sqrt of that number) or 3 (l2: 1 / L2 norm of the row).
+    An empty row gets 1. Sums of squares are taken in double precision so
+    that values near the float32 limit do not overflow.
+    """
+    cdef Py_ssize_t n_rows = out.shape[0]
+    cdef Py_ssize_t i, k
+    cdef double count, sumsq, v
+
+    with nogil:
+        for i in prange(n_rows, schedule='static', num_threads=n_threads):
+            count = 0
+            sumsq = 0
+            if mode != SCALE_NONE:
+                for k in range(indptr[i], indptr[i + 1]):
+                    v = data[k]
+                    if v != 0:
+                        count = count + 1
+                        sumsq = sumsq + v * v
+            if mode == SCALE_MEAN and count > 0:
+                out[i] = <floating> (1.0 / count)
+            elif mode == SCALE_SQRT and count > 0:
+                out[i] = <floating> (1.0 / sqrt(count))
+            elif mode == SCALE_L2 and sumsq > 0:
+                out[i] = <floating> (1.0 / sqrt(sumsq))
+            else:
+                out[i] = 1
+
+
+def _forward_items(const index_t[::1] indptr, const int64_t[::1] rows, Py_ssize_t H):
+    """Work items of the forward pass: (position in batch, first column, end column).
+
+    Ordinary rows are one item each; a row with more than _SPLIT_NNZ stored
+    values becomes one item per block of _BLOCK columns. Split rows come first,
+    so that the dynamic schedule starts the long work early.
+    """
+    cdef Py_ssize_t n_rows = rows.shape[0]
+    cdef Py_ssize_t i, r, n_items = 0, n_heavy = 0, h0, pos, n_blocks
+    n_blocks = (H + _BLOCK - 1) // _BLOCK
+    for i in range(n_rows):
+        r = rows[i]
+        if indptr[r + 1] - indptr[r] > _SPLIT_NNZ and n_blocks > 1:
+            n_heavy += 1
+    n_items = n_heavy * n_blocks + (n_rows - n_heavy)
+    items = np.empty((n_items, 3), dtype=np.int64)
+    cdef int64_t[:, ::1] it = items
+    pos = 0
+    if n_heavy:
+        for i in range(n_rows):
+            r = rows[i]
+            if indptr[r + 1] - indptr[r] > _SPLIT_NNZ and n_blocks > 1:
+                for h0 in range(0, H, _BLOCK):
+                    it[pos, 0] = i
+                    it[pos, 1] = h0
+                    it[pos, 2] = min(h0 + _BLOCK, H)
+                    pos += 1
+    for i in range(n_rows):
+        r = rows[i]
+        if not (indptr[r + 1] - indptr[r] > _SPLIT_NNZ and n_blocks > 1):
+            it[pos, 0] = i
+            it[pos, 1] = 0
+            it[pos, 2] = H
+            pos += 1
+    return items
+
+
+def sparse_forward(
+    const floating[::1] data,      # IN  (nnz,)
+    const index_t[::1] indices,    # IN  (nnz,)
+    const index_t[::1] indptr,     # IN  (n_samples + 1,)
+    const int64_t[::1] rows,       # IN  (n_rows,) row numbers of the batch
+    const floating[::1] scale,     # IN  (n_rows,) row scale of each batch row
+    const floating[:, ::1] W,      # IN  (n_features, H)
+    const floating[::1] bias,      # IN  (H,)
+    floating[:, ::1] Z,            # OUT (n_rows, H)
+    int n_threads,
+):
+    """``Z[i] = scale[i] * (X[rows[i]] @ W) + bias``, parallel over rows.
+
+    Rows with very many non-zeros are split over column blocks (see
+    ``_forward_items``); each element of Z is still one sum over the row's
+    non-zeros in storage order, so the result is the same for any number of
+    threads and any split.
+    """
+    cdef Py_ssize_t H = W.shape[1]
+    cdef int64_t[:, ::1] items = _forward_items(indptr, rows, H)
+    cdef Py_ssize_t n_items = items.shape[0]
+    cdef Py_ssize_t t, i, h, h0, h1, k, r
+    cdef floating v, s
+    cdef floating* zrow
+    cdef const floating* wrow
+
+    if H == 0:
+        return
+    with nogil:
+        for t in prange(n_items, schedule='dynamic', num_threads=n_threads):
+            i = items[t, 0]
+            h0 = items[t, 1]
+            h1 = items[t, 2]
+            r = rows[i]
+            zrow = &Z[i, 0]
+            for h in range(h0, h1):
+                zrow[h] = 0
+            for k in range(indptr[r], indptr[r + 1]):
+                v = data[k]
+                if v != 0:
+                    wrow = &W[indices[k], 0]
+                    for h in range(h0, h1):
+                        zrow[h] = zrow[h] + v * wrow[h]
+            s = scale[i]
+            for h in range(h0, h1):
+                zrow[h] = zrow[h] * s + bias[h]
+
+
+cdef Py_ssize_t _batch_nnz(const index_t[::1] indptr, const int64_t[::1] rows) noexcept nogil:
+    cdef Py_ssize_t i, n = 0
+    for i in range(rows.shape[0]):
+        n += indptr[rows[i] + 1] - indptr[rows[i]]
+    return n
+
+
+cdef Py_ssize_t _build_transpose(
+    const floating[::1] data,
+    const index_t[::1] indices,
+    const index_t[::1] indptr,
+    const int64_t[::1] rows,
+    const floating[::1] scale,
+    int64_t[::1] slot,          # IN/OUT (n_features,) all -1 on entry and exit
+    int64_t[::1] feat,          # OUT (>= n_touched,) feature of each slot
+    int64_t[::1] offsets,       # OUT (>= n_touched + 1,)
+    int64_t[::1] pair_row,      # OUT (>= batch nnz,) batch position of each pair
+    floating[::1] pair_val,     # OUT (>= batch nnz,) scale[row] * value
+) noexcept nogil:
+    """Group the batch's non-zeros by feature, in O(batch nnz).
+
+    ``slot`` maps a feature to its place in ``feat`` while the batch is being
+    grouped; it is reset to -1 before returning, so it can be reused for the
+    next batch without an O(n_features) clear. Features are numbered in order
+    of first appearance and pairs keep their storage order: the grouping (and
+    every sum taken over it) is deterministic.
+    """
+    cdef Py_ssize_t n_rows = rows.shape[0]
+    cdef Py_ssize_t i, k, r, f, n_feat = 0
+    cdef int64_t j, p
+
+    # Count the pairs of each feature; offsets[f + 1] holds the count for now.
+    for i in range(n_rows):
+        r = rows[i]
+        for k in range(indptr[r], indptr[r + 1]):
+            if data[k] == 0:
+                continue
+            j = indices[k]
+            if slot[j] < 0:
+                slot[j] = n_feat
+                feat[n_feat] = j
+                offsets[n_feat + 1] = 0
+                n_feat += 1
+            offsets[slot[j] + 1] += 1
+    offsets[0] = 0
+    for f in range(n_feat):
+        offsets[f + 1] += offsets[f]
+    # Fill, using slot[] as the running write position of each feature.
+    for f in range(n_feat):
+        slot[feat[f]] = offsets[f]
+    for i in range(n_rows):
+        r = rows[i]
+        for k in range(indptr[r], indptr[r + 1]):
+            if data[k] == 0:
+                continue
+            j = indices[k]
+            p = slot[j]
+            pair_row[p] = i
+            pair_val[p] = data[k] * scale[i]
+            slot[j] = p + 1
+    for f in range(n_feat):
+        slot[feat[f]] = -1
+    return n_feat
+
+
+cdef inline void _feature_gradient(
+    const int64_t[::1] offsets,
+    const int64_t[::1] pair_row,
+    const floating[::1] pair_val,
+    const floating[:, ::1] D,
+    Py_ssize_t f,
+    floating* g,                 # OUT (H,)
+) noexcept nogil:
+    """``g = sum over the pairs (i, v) of feature f of v * D[i]``."""
+    cdef Py_ssize_t H = D.shape[1]
+    cdef Py_ssize_t p, h
+    cdef floating v
+    cdef const floating* drow
+    for h in range(H):
+        g[h] = 0
+    for p in range(offsets[f], offsets[f + 1]):
+        v = pair_val[p]
+        drow = &D[pair_row[p], 0]
+        for h in range(H):
+            g[h] = g[h] + v * drow[h]
+
+
+def _transpose_buffers(Py_ssize_t nnz, dtype):
+    return (
+        np.empty(max(nnz, 1), dtype=np.int64),       # feat
+        np.empty(max(nnz, 1) + 1, dtype=np.int64),   # offsets
+        np.empty(max(nnz, 1), dtype=np.int64),       # pair_row
+        np.empty(max(nnz, 1), dtype=dtype),          # pair_val
+    )
+
+
+def sparse_gradient(
+    const floating[::1] data,      # IN  (nnz,)
+    const index_t[::1] indices,    # IN  (nnz,)
+    const index_t[::1] indptr,     # IN  (n_samples + 1,)
+    const int64_t[::1] rows,       # IN  (n_rows,)
+    const floating[::1] scale,     # IN  (n_rows,)
+    const floating[:, ::1] D,      # IN  (n_rows, H) gradient of the loss w.r.t. Z
+    int64_t[::1] slot,             # IN/OUT (n_features,) all -1
+    int n_threads,
+):
+    """Row-sparse gradient of ``W``: returns ``(features, G)``.
+
+    ``G[f] = sum_i scale[i] * X[rows[i], features[f]] * D[i]``; every other
+    row of the gradient is zero. Same code path as the fused update.
+    """
+    cdef Py_ssize_t H = D.shape[1]
+    cdef Py_ssize_t nnz = _batch_nnz(indptr, rows)
+    dtype = np.float32 if floating is float else np.float64
+    feat_a, off_a, prow_a, pval_a = _transpose_buffers(nnz, dtype)
+    cdef int64_t[::1] feat = feat_a
+    cdef int64_t[::1] offsets = off_a
+    cdef int64_t[::1] pair_row = prow_a
+    cdef floating[::1] pair_val = pval_a
+    cdef Py_ssize_t n_feat, f
+    with nogil:
+        n_feat = _build_transpose(data, indices, indptr, rows, scale, slot,
+                                  feat, offsets, pair_row, pair_val)
+    G_a = np.zeros((n_feat, H), dtype=dtype)
+    cdef floating[:, ::1] G = G_a
+    if H > 0 and n_feat > 0:
+        with nogil:
+            for f in prange(n_feat, schedule='dynamic', chunksize=16,
+                            num_threads=n_threads):
+                _feature_gradient(offsets, pair_row, pair_val, D, f, &G[f, 0])
+    return feat_a[:n_feat].copy(), G_a
+
+
+def sparse_backward_update(
+    const floating[::1] data,      # IN  (nnz,)
+    const index_t[::1] indices,    # IN  (nnz,)
+    const index_t[::1] indptr,     # IN  (n_samples + 1,)
+    const int64_t[::1] rows,       # IN  (n_rows,)
+    const floating[::1] scale,     # IN  (n_rows,)
+    const floating[:, ::1] D,      # IN  (n_rows, H) gradient of the loss w.r.t. Z
+    floating[:, ::1] W,            # IN/OUT (n_features, H)
+    floating[:, ::1] state1,       # IN/OUT (n_features, H) velocity / Adam m / Adagrad sum
+    floating[:, ::1] state2,       # IN/OUT (n_features, H) Adam v (unused otherwise)
+    double[::1] reg_logp,          # IN/OUT (n_features,) lazy-regularisation marks
+    double[::1] reg_acc,           # IN/OUT (n_features,)
+    int64_t[::1] slot,             # IN/OUT (n_features,) all -1
+    int solver,
+    double lr,
+    double beta_1,
+    double beta_2,
+    double epsilon,
+    double momentum,
+    bint nesterov,
+    bint regularize,
+    double logp_prev,
+    double acc_prev,
+    double decay,
+    double threshold,
+    double logp_now,
+    double acc_now,
+    int n_threads,
+):
+    """One optimizer step on the rows of ``W`` of the features in the batch.
+
+    For each feature present in the batch, one thread (1) catches the row up
+    with the regularisation of the steps it missed, (2) computes the row's
+    gradient, (3) applies the solver's update, with its state read and written
+    for this row only, and (4) applies this step's regularisation
+    ``w <- soft(decay * w, threshold)``. No n_features x H buffer, no atomics.
+
+    Lazy regularisation: over steps s = 1, 2, ... with decays c_s and L1
+    thresholds a_s, let P_s = c_1 ... c_s and A_s = sum_{r<=s} a_r / P_r.
+    Applying steps L+1 .. T to a row that had no gradient equals
+    ``w <- (P_T / P_L) * soft(w, P_L * (A_T - A_L))``, because soft-thresholds
+    add up and commute with positive scaling. ``reg_logp[j]``/``reg_acc[j]``
+    hold log P_L and A_L of feature j's last update; ``logp_prev``/``acc_prev``
+    are those of the previous step, ``logp_now``/``acc_now`` of this one.
+
+    ``lr`` is the step size of this step (for Adam, already bias-corrected).
+    Returns the number of features updated.
+    """
+    cdef Py_ssize_t H = W.shape[1]
+    cdef Py_ssize_t nnz = _batch_nnz(indptr, rows)
+    dtype = np.float32 if floating is float else np.float64
+    feat_a, off_a, prow_a, pval_a = _transpose_buffers(nnz, dtype)
+    cdef int64_t[::1] feat = feat_a
+    cdef int64_t[::1] offsets = off_a
+    cdef int64_t[::1] pair_row = prow_a
+    cdef floating[::1] pair_val = pval_a
+    cdef Py_ssize_t n_feat, f, h, j
+    cdef int tid
+    scratch_a = np.empty((max(n_threads, 1), max(H, 1)), dtype=dtype)
+    cdef floating[:, ::1] scratch = scratch_a
+    cdef floating* g
+    cdef floating* w
+    cdef floating* s1
+    cdef floating* s2
+    cdef floating gh, vel, factor, thr
+    cdef floating f_lr = <floating> lr
+    cdef floating f_b1 = <floating> beta_1
+    cdef floating f_b2 = <floating> beta_2
+    cdef floating f_eps = <floating> epsilon
+    cdef floating f_mom = <floating> momentum
+    cdef floating f_decay = <floating> decay
+    cdef floating f_thr = <floating> threshold
+    cdef floating one = 1
+    cdef double lp
+
+    if H == 0:
+        return 0
+    with nogil:
+        n_feat = _build_transpose(data, indices, indptr, rows, scale, slot,
+                                  feat, offsets, pair_row, pair_val)
+        with parallel(num_threads=n_threads):
+            tid = omp_get_thread_num()
+            g = &scratch[tid, 0]
+            for f in prange(n_feat, schedule='dynamic', chunksize=16):
+                j = feat[f]
+                w = &W[j, 0]
+                if regularize:
+                    lp = reg_logp[j]
+                    if lp != logp_prev or reg_acc[j] != acc_prev:
+                        factor = <floating> exp(logp_prev - lp)
+                        thr = <floating> ((acc_prev - reg_acc[j]) * exp(lp))
+                        for h in range(H):
+                            w[h] = factor * _soft(w[h], thr)
+                _feature_gradient(offsets, pair_row, pair_val, D, f, g)
+                s1 = &state1[j, 0]
+                if solver == SOLVER_ADAM:
+                    s2 = &state2[j, 0]
+                    for h in range(H):
+                        gh = g[h]
+                        s1[h] = f_b1 * s1[h] + (one - f_b1) * gh
+                        s2[h] = f_b2 * s2[h] + (one - f_b2) * gh * gh
+                        w[h] = w[h] - f_lr * s1[h] / (_sqrt(s2[h]) + f_eps)
+                elif solver == SOLVER_ADAGRAD:
+                    for h in range(H):
+                        gh = g[h]
+                        s1[h] = s1[h] + gh * gh
+                        w[h] = w[h] - f_lr * gh / (_sqrt(s1[h]) + f_eps)
+                elif f_mom > 0:
+                    for h in range(H):
+                        vel = f_mom * s1[h] - f_lr * g[h]
+                        s1[h] = vel
+                        if nesterov:
+                            w[h] = w[h] + f_mom * vel - f_lr * g[h]
+                        else:
+                            w[h] = w[h] + vel
+                else:
+                    for h in range(H):
+                        w[h] = w[h] - f_lr * g[h]
+                if regularize:
+                    for h in range(H):
+                        w[h] = _soft(f_decay * w[h], f_thr)
+                    reg_logp[j] = logp_now
+                    reg_acc[j] = acc_now
+    return n_feat
+
+
+def catch_up_all(
+    floating[:, ::1] W,            # IN/OUT (n_features, H)
+    double[::1] reg_logp,          # IN/OUT (n_features,) set to 0 on return
+    double[::1] reg_acc,           # IN/OUT (n_features,) set to 0 on return
+    double logp_now,
+    double acc_now,
+    int n_threads,
+):
+    """Apply the pending lazy regularisation to every row of ``W``.
+
+    Afterwards every row is exact as of the current step and all marks are 0,
+    so the caller resets its running ``logp``/``acc`` to 0 too. Costs
+    O(n_features x H): called at the end of fit/partial_fit, before the
+    weights are copied or read, and when ``logp`` gets so small that the
+    marks would lose precision (rarely).
+    """
+    cdef Py_ssize_t n_features = W.shape[0], H = W.shape[1]
+    cdef Py_ssize_t j, h
+    cdef floating factor, thr
+    cdef floating* w
+    cdef double lp
+    if H == 0:
+        return
+    with nogil:
+        for j in prange(n_features, schedule='static', num_threads=n_threads):
+            lp = reg_logp[j]
+            if lp != logp_now or reg_acc[j] != acc_now:
+                factor = <floating> exp(logp_now - lp)
+                thr = <floating> ((acc_now - reg_acc[j]) * exp(lp))
+                w = &W[j, 0]
+                for h in range(H):
+                    w[h] = factor * _soft(w[h], thr)
+            reg_logp[j] = 0
+            reg_acc[j] = 0

@@ -1,0 +1,80 @@
+"""Input conversion and the structural checks that keep the kernels safe.
+
+The kernels run without bounds checks; everything they index is checked
+here first, in O(nnz) vectorised numpy, before any kernel runs.
+"""
+
+import numpy as np
+import scipy.sparse as sp
+
+
+def as_kernel_csr(X, dtype):
+    """Return X as a CSR matrix whose arrays the kernels can take as they are.
+
+    ``X`` has already been through ``validate_data`` (so it is CSR or a dense
+    ndarray of ``dtype``, with finite values). Dense input is converted to CSR
+    (one copy). Sparse input is copied only when it must be: when its index
+    arrays have different dtypes, or when it has duplicate entries (these are
+    summed, as scipy does, so that row scaling sees the same row as the clean
+    equivalent). The caller's arrays are never modified.
+    """
+    if not sp.issparse(X):
+        X = sp.csr_matrix(np.asarray(X, dtype=dtype))
+    if X.format != "csr":
+        X = X.tocsr()
+    if X.dtype != dtype:
+        X = X.astype(dtype)
+    check_csr_structure(X)
+    if X.indices.dtype != X.indptr.dtype:
+        index_dtype = np.promote_types(X.indices.dtype, X.indptr.dtype)
+        X = _csr_with(X, X.data, X.indices.astype(index_dtype), X.indptr.astype(index_dtype))
+    if not X.has_canonical_format:
+        X = X.copy()
+        X.sum_duplicates()
+    if not (X.data.flags.c_contiguous and X.indices.flags.c_contiguous
+            and X.indptr.flags.c_contiguous):
+        X = _csr_with(
+            X,
+            np.ascontiguousarray(X.data),
+            np.ascontiguousarray(X.indices),
+            np.ascontiguousarray(X.indptr),
+        )
+    return X
+
+
+def _csr_with(X, data, indices, indptr):
+    return sp.csr_matrix((data, indices, indptr), shape=X.shape, copy=False)
+
+
+def check_csr_structure(X):
+    """Raise ValueError if X's CSR arrays would make a kernel read out of bounds."""
+    n_samples, n_features = X.shape
+    indptr, indices, data = X.indptr, X.indices, X.data
+    if indptr.ndim != 1 or indptr.shape[0] != n_samples + 1:
+        raise ValueError(
+            f"Malformed CSR matrix: indptr has length {indptr.shape[0]}, "
+            f"expected n_samples + 1 = {n_samples + 1}."
+        )
+    if not (np.issubdtype(indptr.dtype, np.integer)
+            and np.issubdtype(indices.dtype, np.integer)):
+        raise TypeError(
+            "Malformed CSR matrix: indices and indptr must be integer arrays, "
+            f"got {indices.dtype} and {indptr.dtype}."
+        )
+    if indptr[0] != 0:
+        raise ValueError(f"Malformed CSR matrix: indptr[0] is {indptr[0]}, expected 0.")
+    nnz = indptr[-1]
+    if nnz != indices.shape[0] or nnz != data.shape[0]:
+        raise ValueError(
+            f"Malformed CSR matrix: indptr[-1] is {nnz} but indices has "
+            f"{indices.shape[0]} and data has {data.shape[0]} entries."
+        )
+    if n_samples and np.any(indptr[1:] < indptr[:-1]):
+        raise ValueError("Malformed CSR matrix: indptr is not non-decreasing.")
+    if nnz:
+        lo, hi = indices.min(), indices.max()
+        if lo < 0 or hi >= n_features:
+            raise ValueError(
+                f"Malformed CSR matrix: column indices must be in [0, {n_features}), "
+                f"found values from {lo} to {hi}."
+            )

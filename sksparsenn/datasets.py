@@ -1,0 +1,200 @@
+"""Synthetic data shaped like very wide, very sparse regression problems."""
+
+from numbers import Integral, Real
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, validate_params
+
+
+@validate_params(
+    {
+        "n_samples": [Interval(Integral, 1, None, closed="left")],
+        "n_features": [Interval(Integral, 1, None, closed="left")],
+        "n_targets": [Interval(Integral, 1, None, closed="left")],
+        "mean_nnz": [Interval(Real, 1, None, closed="left")],
+        "nnz_sigma": [Interval(Real, 0, None, closed="left")],
+        "zipf_exponent": [Interval(Real, 0, None, closed="left")],
+        "dense_row_fraction": [Interval(Real, 0, 1, closed="both")],
+        "dense_row_density": [Interval(Real, 0, 1, closed="both")],
+        "n_teacher_units": [Interval(Integral, 1, None, closed="left")],
+        "linear_share": [Interval(Real, 0, 1, closed="both")],
+        "noise": [Interval(Real, 0, None, closed="left")],
+        "dtype": "no_validation",
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
+def make_sparse_regression(
+    n_samples=20000,
+    n_features=2**20,
+    n_targets=8,
+    *,
+    mean_nnz=100.0,
+    nnz_sigma=0.5,
+    zipf_exponent=1.0,
+    dense_row_fraction=0.0005,
+    dense_row_density=0.3,
+    n_teacher_units=16,
+    linear_share=0.3,
+    noise=0.1,
+    dtype=np.float32,
+    random_state=None,
+):
+    """Generate a sparse regression problem like bag-of-words or hashed counts.
+
+    Rows are count vectors: each ordinary row draws a lognormal number of
+    tokens (``mean_nnz`` on average) from a Zipf-like distribution over the
+    features, so a few features are in most rows and most features are rare.
+    A fraction ``dense_row_fraction`` of the rows are almost full: about
+    ``dense_row_density`` of all features are non-zero in them. With the
+    defaults and n_features = 2**20, these few rows hold more non-zeros than
+    all the ordinary rows together.
+
+    The targets come from a random teacher network applied to the
+    L2-normalised rows ``u = x / ||x||``: ``z = u @ W + b`` with W standard
+    normal (so each ``z`` has about unit variance whatever the row's
+    density), and ``y = sqrt(linear_share) * (u @ L) + sqrt(1 - linear_share) *
+    (|z| - E|z|) @ V``, standardised per target, plus Gaussian noise. The
+    ``|z|`` part is invisible to a linear model, so a network can beat Ridge
+    by about ``1 - linear_share`` of R^2 at most. The targets of almost-full
+    rows are on the same scale as the others.
+
+    Parameters
+    ----------
+    n_samples : int, default=20000
+        Number of rows.
+
+    n_features : int, default=2**20
+        Number of columns; memory and time grow with the number of
+        non-zeros, not with n_features.
+
+    n_targets : int, default=8
+        Number of regression targets K.
+
+    mean_nnz : float, default=100.0
+        Mean number of token draws per ordinary row (duplicates are summed,
+        so the stored non-zeros per row are slightly fewer).
+
+    nnz_sigma : float, default=0.5
+        Sigma of the lognormal distribution of draws per row.
+
+    zipf_exponent : float, default=1.0
+        Feature ``r`` (by frequency rank) is drawn with probability
+        proportional to ``(r + 1) ** -zipf_exponent``; ranks are mapped to
+        column numbers by a random permutation.
+
+    dense_row_fraction : float, default=0.0005
+        Fraction of rows that are almost full (at least one when > 0).
+
+    dense_row_density : float, default=0.3
+        Fraction of all features present in an almost-full row.
+
+    n_teacher_units : int, default=16
+        Hidden units of the teacher network.
+
+    linear_share : float, default=0.3
+        Share of the targets' signal variance that is linear in ``u``.
+
+    noise : float, default=0.1
+        Standard deviation of the Gaussian noise added to the standardised
+        targets.
+
+    dtype : numpy float type, default=np.float32
+        dtype of X and y.
+
+    random_state : int, RandomState instance or None, default=None
+        Seed; the same seed gives the same data.
+
+    Returns
+    -------
+    X : scipy.sparse.csr_matrix of shape (n_samples, n_features)
+        Counts, with sorted indices and no duplicates.
+
+    y : ndarray of shape (n_samples, n_targets)
+        Targets.
+
+    Examples
+    --------
+    >>> from sksparsenn.datasets import make_sparse_regression
+    >>> X, y = make_sparse_regression(n_samples=1000, n_features=2**18,
+    ...                               random_state=0)
+    >>> X.shape, y.shape
+    ((1000, 262144), (1000, 8))
+    >>> bool(X.getnnz(axis=1).max() > 50 * X.getnnz(axis=1).mean())
+    True
+    """
+    rng = check_random_state(random_state)
+    gen = np.random.default_rng(rng.randint(np.iinfo(np.int32).max))
+
+    # Ordinary rows: lognormal number of draws from a Zipf-like distribution.
+    mu = np.log(mean_nnz) - nnz_sigma**2 / 2
+    draws = np.maximum(1, np.rint(gen.lognormal(mu, nnz_sigma, n_samples))).astype(np.int64)
+    weights = (np.arange(1, n_features + 1, dtype=np.float64)) ** -float(zipf_exponent)
+    cdf = np.cumsum(weights)
+    cdf /= cdf[-1]
+    ranks = np.searchsorted(cdf, gen.random(int(draws.sum())), side="right")
+    np.minimum(ranks, n_features - 1, out=ranks)
+    rank_to_col = gen.permutation(n_features)
+    indices = rank_to_col[ranks]
+    indptr = np.zeros(n_samples + 1, dtype=np.int64)
+    np.cumsum(draws, out=indptr[1:])
+    X = sp.csr_matrix(
+        (np.ones(indices.shape[0], dtype=dtype), indices, indptr),
+        shape=(n_samples, n_features),
+    )
+    X.sum_duplicates()
+
+    # Almost-full rows: a density-sized random subset of all features each.
+    n_dense = 0
+    if dense_row_fraction > 0 and dense_row_density > 0:
+        n_dense = max(1, int(round(dense_row_fraction * n_samples)))
+    if n_dense:
+        dense_rows = np.sort(gen.choice(n_samples, size=n_dense, replace=False))
+        cols, lens = [], []
+        for _ in range(n_dense):
+            c = np.flatnonzero(gen.random(n_features) < dense_row_density)
+            cols.append(c)
+            lens.append(c.shape[0])
+        counts = np.zeros(n_samples, dtype=np.int64)
+        counts[dense_rows] = lens
+        d_indptr = np.zeros(n_samples + 1, dtype=np.int64)
+        np.cumsum(counts, out=d_indptr[1:])
+        d_indices = np.concatenate(cols) if cols else np.empty(0, np.int64)
+        d_data = (1 + gen.poisson(0.5, d_indices.shape[0])).astype(dtype)
+        D = sp.csr_matrix((d_data, d_indices, d_indptr), shape=(n_samples, n_features))
+        X = (X + D).tocsr()
+        X.sum_duplicates()
+
+    # Teacher network on the L2-normalised rows. Weights are drawn only for
+    # the columns present in X, in column order, so memory is O(nnz).
+    present = np.unique(X.indices)
+    k = n_teacher_units
+    W_present = gen.standard_normal((present.shape[0], k))
+    L_present = gen.standard_normal((present.shape[0], n_targets))
+    col_pos = np.full(n_features, -1, dtype=np.int64)
+    col_pos[present] = np.arange(present.shape[0])
+    norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=1), dtype=np.float64)).ravel()
+    norms[norms == 0] = 1.0
+    U = sp.csr_matrix(
+        (X.data.astype(np.float64), col_pos[X.indices], X.indptr),
+        shape=(n_samples, present.shape[0]),
+    )
+    U = sp.diags(1.0 / norms) @ U
+    Z = U @ W_present + 0.5 * gen.standard_normal(k)
+    nonlinear = (np.abs(Z) - np.sqrt(2 / np.pi)) @ gen.standard_normal((k, n_targets))
+    linear = U @ L_present
+
+    def _standardize(A):
+        A = A - A.mean(axis=0)
+        std = A.std(axis=0)
+        std[std == 0] = 1.0
+        return A / std
+
+    y = np.sqrt(linear_share) * _standardize(linear) + np.sqrt(1 - linear_share) * _standardize(
+        nonlinear
+    )
+    y = _standardize(y) + noise * gen.standard_normal(y.shape)
+    X = X.astype(dtype, copy=False)
+    return X, y.astype(dtype)
