@@ -238,6 +238,15 @@ class SparseNetwork:
         threshold = lr * hp["alpha_l1"] / sw_sum
         if not decay > 0.0:
             return None
+        if self._slot is None:
+            self._slot = np.full(self.layer_units[0], -1, dtype=np.int64)
+        W1 = self.coefs[0]
+        plan = _k.batch_transpose(X.data, X.indices, X.indptr, rows, scale, self._slot)
+        # Bring the batch's first-layer rows up to date with the regularisation
+        # they have pending, so that the forward pass reads exact weights.
+        if self.reg_logp != 0.0 or self.reg_acc != 0.0:
+            _k.catch_up_rows(W1, self.reg_logp_feat, self.reg_acc_feat, plan[0],
+                             self.reg_logp, self.reg_acc, n_threads)
         activations = self.forward(X, rows, scale, n_threads)
         loss, D1, grads = self.backward(activations, y, sample_weight)
         if not np.isfinite(loss):
@@ -258,29 +267,21 @@ class SparseNetwork:
                 if decay != 1.0:
                     self.coefs[i] *= decay
 
-        # Sparse first layer: fused gradient + update + lazy regularisation.
-        regularize = decay != 1.0 or threshold != 0.0
-        logp_prev, acc_prev = self.reg_logp, self.reg_acc
-        if regularize:
-            logp_now = logp_prev + math.log(decay)
-            acc_now = acc_prev + threshold / math.exp(logp_now)
-        else:
-            logp_now, acc_now = logp_prev, acc_prev
-        if self._slot is None:
-            self._slot = np.full(self.layer_units[0], -1, dtype=np.int64)
+        # Sparse first layer: fused gradient and update of the touched rows.
         s1 = self.state[0][0]
         s2 = self.state[1][0] if self.solver == "adam" else s1
-        _k.sparse_backward_update(
-            X.data, X.indices, X.indptr, rows, scale, D1,
-            self.coefs[0], s1, s2, self.reg_logp_feat, self.reg_acc_feat, self._slot,
+        _k.sparse_update(
+            *plan, D1, W1, s1, s2,
             SOLVERS[self.solver], step_lr, hp["beta_1"], hp["beta_2"], hp["epsilon"],
-            hp["momentum"], hp["nesterov"],
-            regularize, logp_prev, acc_prev, decay, threshold, logp_now, acc_now,
-            n_threads,
+            hp["momentum"], hp["nesterov"], n_threads,
         )
-        self.reg_logp, self.reg_acc = logp_now, acc_now
-        if self.reg_logp < _LOGP_FLUSH:
-            self.flush_regularization(n_threads)
+        # This step's decay/threshold of the first layer stays pending for
+        # every row: it is applied by the row's next catch-up.
+        if decay != 1.0 or threshold != 0.0:
+            self.reg_logp += math.log(decay)
+            self.reg_acc += threshold / math.exp(self.reg_logp)
+            if self.reg_logp < _LOGP_FLUSH:
+                self.flush_regularization(n_threads)
         return loss
 
     def _dense_update(self, k, param, grad, step_lr, hp):

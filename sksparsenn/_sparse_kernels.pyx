@@ -7,12 +7,15 @@ the number of non-zeros in the rows it is given, never to ``n_features``.
 
 * :func:`row_scales`: one scale factor per row (none / mean / sqrt / l2).
 * :func:`sparse_forward`: ``Z[i] = scale[i] * sum_k x[rows[i], k] * W[k] + b``.
-* :func:`sparse_backward_update`: the row-sparse gradient of ``W`` fused with
-  the optimizer step and the lazy regularisation, feature by feature.
+* :func:`batch_transpose`: the batch's non-zeros grouped by feature, in
+  O(batch nnz), without sorting.
+* :func:`catch_up_rows`: apply the pending lazy regularisation to the rows of
+  the batch's features (before the forward pass reads them).
+* :func:`sparse_update`: the row-sparse gradient of ``W`` fused with the
+  optimizer step, feature by feature.
 * :func:`sparse_gradient`: the same gradient, returned instead of applied
   (for tests and for users who want it).
-* :func:`catch_up_all`: bring every row of ``W`` up to date with the lazy
-  regularisation.
+* :func:`catch_up_all`: bring every row of ``W`` up to date.
 
 Determinism: every output element is a sum taken in a fixed order (the order
 of the non-zeros in the batch), and each element is written by exactly one
@@ -31,6 +34,19 @@ from libc.math cimport sqrt, sqrtf, exp
 from libc.stdint cimport int32_t, int64_t
 
 from ._openmp_helpers cimport omp_get_thread_num
+
+cdef extern from *:
+    """
+    #if defined(__GNUC__) || defined(__clang__)
+    #define SKS_PREFETCH_R(p) __builtin_prefetch((const void*)(p), 0, 3)
+    #define SKS_PREFETCH_W(p) __builtin_prefetch((const void*)(p), 1, 3)
+    #else
+    #define SKS_PREFETCH_R(p) ((void)0)
+    #define SKS_PREFETCH_W(p) ((void)0)
+    #endif
+    """
+    void _prefetch_r "SKS_PREFETCH_R"(const void* p) noexcept nogil
+    void _prefetch_w "SKS_PREFETCH_W"(const void* p) noexcept nogil
 
 ctypedef fused index_t:
     int32_t
@@ -54,6 +70,8 @@ cdef enum:
 # all threads instead of keeping one thread busy while the others idle.
 cdef Py_ssize_t _SPLIT_NNZ = 2048
 cdef Py_ssize_t _BLOCK = 32
+# How many non-zeros ahead the forward pass prefetches weight rows.
+cdef Py_ssize_t _PREFETCH_AHEAD = 4
 
 
 cdef inline floating _sqrt(floating x) noexcept nogil:
@@ -63,13 +81,28 @@ cdef inline floating _sqrt(floating x) noexcept nogil:
         return sqrt(x)
 
 
-cdef inline floating _soft(floating w, floating thr) noexcept nogil:
-    """Soft-thresholding: the proximal step of an L1 penalty ``thr * |w|``."""
-    if w > thr:
-        return w - thr
-    if w < -thr:
-        return w + thr
-    return 0
+cdef inline floating _shrink(floating w, floating factor, floating thr) noexcept nogil:
+    """``factor * soft(w, thr)`` without branches, so that loops vectorise."""
+    cdef floating a = (w if w >= 0 else -w) - thr
+    a = a if a > 0 else 0
+    return factor * (a if w >= 0 else -a)
+
+
+cdef inline void _prefetch_rows(const floating* w, const floating* s1, const floating* s2,
+                                Py_ssize_t H, int solver) noexcept nogil:
+    """Ask for a feature's row of W and of the solver state ahead of use.
+
+    Rows of features far apart in W are random accesses; without this, the
+    update waits on memory latency rather than bandwidth.
+    """
+    cdef Py_ssize_t h = 0, step = 64 // sizeof(floating)
+    while h < H:
+        _prefetch_w(&w[h])
+        if solver != SOLVER_SGD:
+            _prefetch_w(&s1[h])
+        if solver == SOLVER_ADAM:
+            _prefetch_w(&s2[h])
+        h = h + step
 
 
 def row_scales(
@@ -168,7 +201,8 @@ def sparse_forward(
     cdef Py_ssize_t H = W.shape[1]
     cdef int64_t[:, ::1] items = _forward_items(indptr, rows, H)
     cdef Py_ssize_t n_items = items.shape[0]
-    cdef Py_ssize_t t, i, h, h0, h1, k, r
+    cdef Py_ssize_t t, i, h, h0, h1, k, k1, r
+    cdef Py_ssize_t line = 64 // sizeof(floating)  # floats per cache line
     cdef floating v, s
     cdef floating* zrow
     cdef const floating* wrow
@@ -184,7 +218,14 @@ def sparse_forward(
             zrow = &Z[i, 0]
             for h in range(h0, h1):
                 zrow[h] = 0
-            for k in range(indptr[r], indptr[r + 1]):
+            k1 = indptr[r + 1]
+            for k in range(indptr[r], k1):
+                if k + _PREFETCH_AHEAD < k1:
+                    wrow = &W[indices[k + _PREFETCH_AHEAD], 0]
+                    h = h0
+                    while h < h1:
+                        _prefetch_r(&wrow[h])
+                        h = h + line
                 v = data[k]
                 if v != 0:
                     wrow = &W[indices[k], 0]
@@ -282,42 +323,56 @@ cdef inline void _feature_gradient(
             g[h] = g[h] + v * drow[h]
 
 
-def _transpose_buffers(Py_ssize_t nnz, dtype):
-    return (
-        np.empty(max(nnz, 1), dtype=np.int64),       # feat
-        np.empty(max(nnz, 1) + 1, dtype=np.int64),   # offsets
-        np.empty(max(nnz, 1), dtype=np.int64),       # pair_row
-        np.empty(max(nnz, 1), dtype=dtype),          # pair_val
-    )
-
-
-def sparse_gradient(
+def batch_transpose(
     const floating[::1] data,      # IN  (nnz,)
     const index_t[::1] indices,    # IN  (nnz,)
     const index_t[::1] indptr,     # IN  (n_samples + 1,)
-    const int64_t[::1] rows,       # IN  (n_rows,)
-    const floating[::1] scale,     # IN  (n_rows,)
-    const floating[:, ::1] D,      # IN  (n_rows, H) gradient of the loss w.r.t. Z
-    int64_t[::1] slot,             # IN/OUT (n_features,) all -1
-    int n_threads,
+    const int64_t[::1] rows,       # IN  (n_rows,) row numbers of the batch
+    const floating[::1] scale,     # IN  (n_rows,) row scale of each batch row
+    int64_t[::1] slot,             # IN/OUT (n_features,) all -1 on entry and exit
 ):
-    """Row-sparse gradient of ``W``: returns ``(features, G)``.
+    """Group the batch's non-zeros by feature: the plan of one training step.
 
-    ``G[f] = sum_i scale[i] * X[rows[i], features[f]] * D[i]``; every other
-    row of the gradient is zero. Same code path as the fused update.
+    Returns ``(features, offsets, pair_row, pair_val)``: the pairs of feature
+    ``features[f]`` are ``pair_row[offsets[f]:offsets[f + 1]]`` (positions in
+    the batch) and ``pair_val[...]`` (``scale[row] * value``). O(batch nnz),
+    sequential; the per-feature kernels below run in parallel over it.
     """
-    cdef Py_ssize_t H = D.shape[1]
     cdef Py_ssize_t nnz = _batch_nnz(indptr, rows)
+    cdef Py_ssize_t size = max(nnz, 1)
     dtype = np.float32 if floating is float else np.float64
-    feat_a, off_a, prow_a, pval_a = _transpose_buffers(nnz, dtype)
+    feat_a = np.empty(size, dtype=np.int64)
+    off_a = np.empty(size + 1, dtype=np.int64)
+    prow_a = np.empty(size, dtype=np.int64)
+    pval_a = np.empty(size, dtype=dtype)
     cdef int64_t[::1] feat = feat_a
     cdef int64_t[::1] offsets = off_a
     cdef int64_t[::1] pair_row = prow_a
     cdef floating[::1] pair_val = pval_a
-    cdef Py_ssize_t n_feat, f
+    cdef Py_ssize_t n_feat
     with nogil:
         n_feat = _build_transpose(data, indices, indptr, rows, scale, slot,
                                   feat, offsets, pair_row, pair_val)
+    return feat_a[:n_feat], off_a[:n_feat + 1], prow_a, pval_a
+
+
+def sparse_gradient(
+    const int64_t[::1] features,   # IN  (n_feat,)  from batch_transpose
+    const int64_t[::1] offsets,    # IN  (n_feat + 1,)
+    const int64_t[::1] pair_row,   # IN
+    const floating[::1] pair_val,  # IN
+    const floating[:, ::1] D,      # IN  (n_rows, H) gradient of the loss w.r.t. Z
+    int n_threads,
+):
+    """Row-sparse gradient of ``W``: ``G[f]`` is the gradient row of ``features[f]``.
+
+    ``G[f] = sum_i scale[i] * X[rows[i], features[f]] * D[i]``; every other
+    row of the gradient is zero. Same code path as :func:`sparse_update`;
+    for tests and for users who want the gradient itself.
+    """
+    cdef Py_ssize_t H = D.shape[1]
+    cdef Py_ssize_t n_feat = features.shape[0], f
+    dtype = np.float32 if floating is float else np.float64
     G_a = np.zeros((n_feat, H), dtype=dtype)
     cdef floating[:, ::1] G = G_a
     if H > 0 and n_feat > 0:
@@ -325,22 +380,68 @@ def sparse_gradient(
             for f in prange(n_feat, schedule='dynamic', chunksize=16,
                             num_threads=n_threads):
                 _feature_gradient(offsets, pair_row, pair_val, D, f, &G[f, 0])
-    return feat_a[:n_feat].copy(), G_a
+    return G_a
 
 
-def sparse_backward_update(
-    const floating[::1] data,      # IN  (nnz,)
-    const index_t[::1] indices,    # IN  (nnz,)
-    const index_t[::1] indptr,     # IN  (n_samples + 1,)
-    const int64_t[::1] rows,       # IN  (n_rows,)
-    const floating[::1] scale,     # IN  (n_rows,)
+def catch_up_rows(
+    floating[:, ::1] W,            # IN/OUT (n_features, H)
+    double[::1] reg_logp,          # IN/OUT (n_features,) lazy-regularisation marks
+    double[::1] reg_acc,           # IN/OUT (n_features,)
+    const int64_t[::1] features,   # IN  (n_feat,) rows to bring up to date
+    double logp_now,
+    double acc_now,
+    int n_threads,
+):
+    """Apply the pending lazy regularisation to the listed rows of ``W``.
+
+    Every step s ends with ``w <- soft(c_s * w, a_s)`` on every row (decay
+    c_s, L1 threshold a_s). Let P_s = c_1 ... c_s and A_s = sum_{r<=s} a_r / P_r.
+    Applying steps L+1 .. T to a row that had no gradient in between equals
+    ``w <- (P_T / P_L) * soft(w, P_L * (A_T - A_L))``, because soft-thresholds
+    add up and commute with positive scaling. ``reg_logp[j]``/``reg_acc[j]``
+    hold log P_L and A_L of the last step L whose regularisation row j has
+    received; ``logp_now``/``acc_now`` are those of the step to bring it to.
+
+    A training step calls this for the batch's features before its forward
+    pass, so that the forward pass reads exact weights.
+    """
+    cdef Py_ssize_t H = W.shape[1]
+    cdef Py_ssize_t n_feat = features.shape[0], f, j
+    if H == 0:
+        return
+    with nogil:
+        for f in prange(n_feat, schedule='static', num_threads=n_threads):
+            j = features[f]
+            _catch_up_row(&W[j, 0], H, &reg_logp[j], &reg_acc[j], logp_now, acc_now)
+
+
+cdef inline void _catch_up_row(floating* w, Py_ssize_t H, double* logp, double* acc,
+                               double logp_now, double acc_now) noexcept nogil:
+    cdef floating factor, thr
+    cdef double lp = logp[0]
+    cdef Py_ssize_t h
+    if lp != logp_now or acc[0] != acc_now:
+        factor = <floating> exp(logp_now - lp)
+        thr = <floating> ((acc_now - acc[0]) * exp(lp))
+        if thr == 0:  # L2 only: a plain, vectorised scaling
+            for h in range(H):
+                w[h] = factor * w[h]
+        else:
+            for h in range(H):
+                w[h] = _shrink(w[h], factor, thr)
+        logp[0] = logp_now
+        acc[0] = acc_now
+
+
+def sparse_update(
+    const int64_t[::1] features,   # IN  (n_feat,)  from batch_transpose
+    const int64_t[::1] offsets,    # IN  (n_feat + 1,)
+    const int64_t[::1] pair_row,   # IN
+    const floating[::1] pair_val,  # IN
     const floating[:, ::1] D,      # IN  (n_rows, H) gradient of the loss w.r.t. Z
     floating[:, ::1] W,            # IN/OUT (n_features, H)
     floating[:, ::1] state1,       # IN/OUT (n_features, H) velocity / Adam m / Adagrad sum
     floating[:, ::1] state2,       # IN/OUT (n_features, H) Adam v (unused otherwise)
-    double[::1] reg_logp,          # IN/OUT (n_features,) lazy-regularisation marks
-    double[::1] reg_acc,           # IN/OUT (n_features,)
-    int64_t[::1] slot,             # IN/OUT (n_features,) all -1
     int solver,
     double lr,
     double beta_1,
@@ -348,110 +449,71 @@ def sparse_backward_update(
     double epsilon,
     double momentum,
     bint nesterov,
-    bint regularize,
-    double logp_prev,
-    double acc_prev,
-    double decay,
-    double threshold,
-    double logp_now,
-    double acc_now,
     int n_threads,
 ):
-    """One optimizer step on the rows of ``W`` of the features in the batch.
+    """One optimizer step on the rows of ``W`` of the batch's features.
 
-    For each feature present in the batch, one thread (1) catches the row up
-    with the regularisation of the steps it missed, (2) computes the row's
-    gradient, (3) applies the solver's update, with its state read and written
-    for this row only, and (4) applies this step's regularisation
-    ``w <- soft(decay * w, threshold)``. No n_features x H buffer, no atomics.
-
-    Lazy regularisation: over steps s = 1, 2, ... with decays c_s and L1
-    thresholds a_s, let P_s = c_1 ... c_s and A_s = sum_{r<=s} a_r / P_r.
-    Applying steps L+1 .. T to a row that had no gradient equals
-    ``w <- (P_T / P_L) * soft(w, P_L * (A_T - A_L))``, because soft-thresholds
-    add up and commute with positive scaling. ``reg_logp[j]``/``reg_acc[j]``
-    hold log P_L and A_L of feature j's last update; ``logp_prev``/``acc_prev``
-    are those of the previous step, ``logp_now``/``acc_now`` of this one.
-
-    ``lr`` is the step size of this step (for Adam, already bias-corrected).
-    Returns the number of features updated.
+    For each feature of the plan, one thread computes the row's gradient and
+    applies the solver's update at once, with the solver state read and
+    written for this row only, while the row is in cache. No n_features x H
+    gradient buffer, no atomics, and the same result for any number of
+    threads. ``lr`` is this step's step size (for Adam, bias-corrected).
     """
     cdef Py_ssize_t H = W.shape[1]
-    cdef Py_ssize_t nnz = _batch_nnz(indptr, rows)
-    dtype = np.float32 if floating is float else np.float64
-    feat_a, off_a, prow_a, pval_a = _transpose_buffers(nnz, dtype)
-    cdef int64_t[::1] feat = feat_a
-    cdef int64_t[::1] offsets = off_a
-    cdef int64_t[::1] pair_row = prow_a
-    cdef floating[::1] pair_val = pval_a
-    cdef Py_ssize_t n_feat, f, h, j
+    cdef Py_ssize_t n_feat = features.shape[0], f, h, j
     cdef int tid
+    dtype = np.float32 if floating is float else np.float64
     scratch_a = np.empty((max(n_threads, 1), max(H, 1)), dtype=dtype)
     cdef floating[:, ::1] scratch = scratch_a
     cdef floating* g
     cdef floating* w
     cdef floating* s1
     cdef floating* s2
-    cdef floating gh, vel, factor, thr
+    cdef floating gh, vel
     cdef floating f_lr = <floating> lr
     cdef floating f_b1 = <floating> beta_1
     cdef floating f_b2 = <floating> beta_2
     cdef floating f_eps = <floating> epsilon
     cdef floating f_mom = <floating> momentum
-    cdef floating f_decay = <floating> decay
-    cdef floating f_thr = <floating> threshold
     cdef floating one = 1
-    cdef double lp
 
-    if H == 0:
-        return 0
-    with nogil:
-        n_feat = _build_transpose(data, indices, indptr, rows, scale, slot,
-                                  feat, offsets, pair_row, pair_val)
-        with parallel(num_threads=n_threads):
-            tid = omp_get_thread_num()
-            g = &scratch[tid, 0]
-            for f in prange(n_feat, schedule='dynamic', chunksize=16):
-                j = feat[f]
-                w = &W[j, 0]
-                if regularize:
-                    lp = reg_logp[j]
-                    if lp != logp_prev or reg_acc[j] != acc_prev:
-                        factor = <floating> exp(logp_prev - lp)
-                        thr = <floating> ((acc_prev - reg_acc[j]) * exp(lp))
-                        for h in range(H):
-                            w[h] = factor * _soft(w[h], thr)
-                _feature_gradient(offsets, pair_row, pair_val, D, f, g)
-                s1 = &state1[j, 0]
-                if solver == SOLVER_ADAM:
-                    s2 = &state2[j, 0]
-                    for h in range(H):
-                        gh = g[h]
-                        s1[h] = f_b1 * s1[h] + (one - f_b1) * gh
-                        s2[h] = f_b2 * s2[h] + (one - f_b2) * gh * gh
-                        w[h] = w[h] - f_lr * s1[h] / (_sqrt(s2[h]) + f_eps)
-                elif solver == SOLVER_ADAGRAD:
-                    for h in range(H):
-                        gh = g[h]
-                        s1[h] = s1[h] + gh * gh
-                        w[h] = w[h] - f_lr * gh / (_sqrt(s1[h]) + f_eps)
-                elif f_mom > 0:
-                    for h in range(H):
-                        vel = f_mom * s1[h] - f_lr * g[h]
-                        s1[h] = vel
-                        if nesterov:
-                            w[h] = w[h] + f_mom * vel - f_lr * g[h]
-                        else:
-                            w[h] = w[h] + vel
-                else:
-                    for h in range(H):
-                        w[h] = w[h] - f_lr * g[h]
-                if regularize:
-                    for h in range(H):
-                        w[h] = _soft(f_decay * w[h], f_thr)
-                    reg_logp[j] = logp_now
-                    reg_acc[j] = acc_now
-    return n_feat
+    if H == 0 or n_feat == 0:
+        return
+    with nogil, parallel(num_threads=n_threads):
+        tid = omp_get_thread_num()
+        g = &scratch[tid, 0]
+        for f in prange(n_feat, schedule='dynamic', chunksize=16):
+            j = features[f]
+            if f + 1 < n_feat:
+                _prefetch_rows(&W[features[f + 1], 0], &state1[features[f + 1], 0],
+                               &state2[features[f + 1], 0], H, solver)
+            w = &W[j, 0]
+            s1 = &state1[j, 0]
+            s2 = &state2[j, 0]
+            _feature_gradient(offsets, pair_row, pair_val, D, f, g)
+            if solver == SOLVER_ADAM:
+                for h in range(H):
+                    gh = g[h]
+                    s1[h] = f_b1 * s1[h] + (one - f_b1) * gh
+                    s2[h] = f_b2 * s2[h] + (one - f_b2) * gh * gh
+                    w[h] = w[h] - f_lr * s1[h] / (_sqrt(s2[h]) + f_eps)
+            elif solver == SOLVER_ADAGRAD:
+                for h in range(H):
+                    gh = g[h]
+                    s1[h] = s1[h] + gh * gh
+                    w[h] = w[h] - f_lr * gh / (_sqrt(s1[h]) + f_eps)
+            elif f_mom > 0:
+                for h in range(H):
+                    gh = g[h]
+                    vel = f_mom * s1[h] - f_lr * gh
+                    s1[h] = vel
+                    if nesterov:
+                        w[h] = w[h] + f_mom * vel - f_lr * gh
+                    else:
+                        w[h] = w[h] + vel
+            else:
+                for h in range(H):
+                    w[h] = w[h] - f_lr * g[h]
 
 
 def catch_up_all(
@@ -471,20 +533,11 @@ def catch_up_all(
     marks would lose precision (rarely).
     """
     cdef Py_ssize_t n_features = W.shape[0], H = W.shape[1]
-    cdef Py_ssize_t j, h
-    cdef floating factor, thr
-    cdef floating* w
-    cdef double lp
+    cdef Py_ssize_t j
     if H == 0:
         return
     with nogil:
         for j in prange(n_features, schedule='static', num_threads=n_threads):
-            lp = reg_logp[j]
-            if lp != logp_now or reg_acc[j] != acc_now:
-                factor = <floating> exp(logp_now - lp)
-                thr = <floating> ((acc_now - reg_acc[j]) * exp(lp))
-                w = &W[j, 0]
-                for h in range(H):
-                    w[h] = factor * _soft(w[h], thr)
+            _catch_up_row(&W[j, 0], H, &reg_logp[j], &reg_acc[j], logp_now, acc_now)
             reg_logp[j] = 0
             reg_acc[j] = 0
