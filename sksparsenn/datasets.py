@@ -19,6 +19,7 @@ from sklearn.utils._param_validation import Interval, validate_params
         "dense_row_fraction": [Interval(Real, 0, 1, closed="both")],
         "dense_row_density": [Interval(Real, 0, 1, closed="both")],
         "n_teacher_units": [Interval(Integral, 1, None, closed="left")],
+        "n_informative": [Interval(Integral, 1, None, closed="left"), None],
         "linear_share": [Interval(Real, 0, 1, closed="both")],
         "noise": [Interval(Real, 0, None, closed="left")],
         "dtype": "no_validation",
@@ -37,6 +38,7 @@ def make_sparse_regression(
     dense_row_fraction=0.0005,
     dense_row_density=0.3,
     n_teacher_units=16,
+    n_informative=5000,
     linear_share=0.3,
     noise=0.1,
     dtype=np.float32,
@@ -53,12 +55,12 @@ def make_sparse_regression(
     all the ordinary rows together.
 
     The targets come from a random teacher network applied to the
-    L2-normalised rows ``u = x / ||x||``: ``z = u @ W + b`` with W standard
-    normal (so each ``z`` has about unit variance whatever the row's
-    density), and ``y = sqrt(linear_share) * (u @ L) + sqrt(1 - linear_share) *
-    (|z| - E|z|) @ V``, standardised per target, plus Gaussian noise. The
-    ``|z|`` part is invisible to a linear model, so a network can beat Ridge
-    by about ``1 - linear_share`` of R^2 at most. The targets of almost-full
+    L2-normalised rows ``u = x / ||x||``: ``z = u @ W`` with W standard
+    normal, centred and scaled to unit variance over the rows, and
+    ``y = sqrt(linear_share) * (u @ L) + sqrt(1 - linear_share) * |z| @ V``,
+    each part standardised per target, plus Gaussian noise. The ``|z|`` part
+    is even in ``z``, so a linear model cannot fit it: a network can beat
+    Ridge by up to about ``1 - linear_share`` of R^2. The targets of almost-full
     rows are on the same scale as the others.
 
     Parameters
@@ -93,6 +95,11 @@ def make_sparse_regression(
 
     n_teacher_units : int, default=16
         Hidden units of the teacher network.
+
+    n_informative : int or None, default=5000
+        Only the ``n_informative`` most frequent features have non-zero
+        teacher weights; the others are noise that still counts in the row's
+        norm (like the many irrelevant words of a text). None: all features.
 
     linear_share : float, default=0.3
         Share of the targets' signal variance that is linear in ``u``.
@@ -168,11 +175,18 @@ def make_sparse_regression(
         X.sum_duplicates()
 
     # Teacher network on the L2-normalised rows. Weights are drawn only for
-    # the columns present in X, in column order, so memory is O(nnz).
+    # the columns present in X, in column order, so memory is O(nnz); only
+    # the n_informative most frequent features carry signal.
     present = np.unique(X.indices)
     k = n_teacher_units
     W_present = gen.standard_normal((present.shape[0], k))
     L_present = gen.standard_normal((present.shape[0], n_targets))
+    if n_informative is not None and n_informative < n_features:
+        col_rank = np.empty(n_features, dtype=np.int64)
+        col_rank[rank_to_col] = np.arange(n_features)
+        noise_cols = col_rank[present] >= n_informative
+        W_present[noise_cols] = 0.0
+        L_present[noise_cols] = 0.0
     col_pos = np.full(n_features, -1, dtype=np.int64)
     col_pos[present] = np.arange(present.shape[0])
     norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=1), dtype=np.float64)).ravel()
@@ -182,8 +196,11 @@ def make_sparse_regression(
         shape=(n_samples, present.shape[0]),
     )
     U = sp.diags(1.0 / norms) @ U
-    Z = U @ W_present + 0.5 * gen.standard_normal(k)
-    nonlinear = (np.abs(Z) - np.sqrt(2 / np.pi)) @ gen.standard_normal((k, n_targets))
+    Z = U @ W_present
+    # Centred, so that |z| has no linear trend a linear model could pick up.
+    Z -= Z.mean(axis=0)
+    Z /= np.maximum(Z.std(axis=0), 1e-12)
+    nonlinear = np.abs(Z) @ gen.standard_normal((k, n_targets))
     linear = U @ L_present
 
     def _standardize(A):
