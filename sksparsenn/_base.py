@@ -23,7 +23,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from ._network import ROW_SCALINGS, SOLVERS, SparseNetwork, compute_row_scales
 from ._openmp_helpers import _openmp_effective_n_threads
-from ._validation import as_kernel_csr
+from ._validation import as_kernel_csr, check_sparse_structure
 
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 
@@ -92,7 +92,7 @@ class BaseSparseMLP(BaseEstimator):
         "beta_2": [Interval(Real, 0, 1, closed="left")],
         "epsilon": [Interval(Real, 0, None, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
-        "dtype": [StrOptions(set(_DTYPES)), type],
+        "dtype": [StrOptions(set(_DTYPES)), type, np.dtype],
     }
 
     def __init__(
@@ -164,12 +164,15 @@ class BaseSparseMLP(BaseEstimator):
             sizes = [sizes]
         sizes = list(sizes)
         if any(not isinstance(s, Integral) or s <= 0 for s in sizes):
-            raise ValueError(f"hidden_layer_sizes must be > 0, got {self.hidden_layer_sizes}.")
+            raise ValueError(
+                f"hidden_layer_sizes must be positive integers, got {self.hidden_layer_sizes}."
+            )
         return [int(s) for s in sizes]
 
     def _validate_X(self, X, reset, y="no_validation"):
         """Validate X (and y), return (X as kernel-ready CSR, y as 2-D or None)."""
         dtype = self._compute_dtype()
+        check_sparse_structure(X)  # before any scipy conversion reads it
         common = dict(
             accept_sparse="csr",
             accept_large_sparse=True,
@@ -184,17 +187,26 @@ class BaseSparseMLP(BaseEstimator):
             y = np.asarray(y, dtype=dtype)
             if y.ndim == 1:
                 y = y.reshape(-1, 1)
+            if not np.isfinite(y).all():
+                raise ValueError(
+                    f"y has values too large for the compute dtype {dtype.name}; "
+                    "rescale y or use dtype='float64'."
+                )
         return as_kernel_csr(X, dtype), y
 
     # ------------------------------------------------------------------ #
-    def _initialize(self, n_features, n_outputs, X):
+    def _initialize(self, n_features, n_outputs, X, sample_weight):
         dtype = self._compute_dtype()
         self._random_state = check_random_state(self.random_state)
         self.n_outputs_ = n_outputs
         layer_units = [n_features] + self._hidden_sizes() + [n_outputs]
         self.n_layers_ = len(layer_units)
         self.out_activation_ = "identity"
-        fan_in = X.nnz / max(X.shape[0], 1)
+        # Typical number of non-zero inputs of a row (stored zeros do not
+        # count; weighted like the loss, so that weights equal repetitions).
+        nonzero = np.concatenate(([0], np.cumsum(X.data != 0)))
+        row_nnz = nonzero[X.indptr[1:]] - nonzero[X.indptr[:-1]]
+        fan_in = float(np.average(row_nnz, weights=sample_weight)) if X.shape[0] else 1.0
         self._network = SparseNetwork(
             layer_units, self.activation, self.solver, dtype, self._random_state, fan_in
         )
@@ -247,7 +259,7 @@ class BaseSparseMLP(BaseEstimator):
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
         if first_pass:
-            self._initialize(X.shape[1], y.shape[1], X)
+            self._initialize(X.shape[1], y.shape[1], X, sample_weight)
         else:
             self._check_network_compatible()
             if y.shape[1] != self.n_outputs_:
@@ -318,6 +330,8 @@ class BaseSparseMLP(BaseEstimator):
                         rows = order[start:start + batch_size]
                         sw = None if sample_weight is None else sample_weight[rows]
                         hp["lr"] = self._lr
+                        if sw is not None and not sw.any():
+                            continue  # a batch with no weight carries no information
                         loss = net.step(X, rows, scales[rows], y[rows], sw, hp, n_threads)
                         if loss is None:
                             raise ValueError(

@@ -45,6 +45,17 @@ ROW_SCALINGS = {"none": 0, "mean": 1, "sqrt": 2, "l2": 3}
 _LOGP_FLUSH = -20.0
 
 
+# Below this many multiply-adds, a kernel call runs on one thread: waking the
+# others costs more than it saves (much more on a busy machine, where a
+# thread waits for a descheduled sibling at every barrier). Results do not
+# depend on the thread count, so this changes speed only.
+_MIN_WORK_PER_THREAD = 1 << 16
+
+
+def _threads_for(work, n_threads):
+    return int(max(1, min(n_threads, work // _MIN_WORK_PER_THREAD)))
+
+
 def _relu(Z):
     np.maximum(Z, 0, out=Z)
 
@@ -166,6 +177,8 @@ class SparseNetwork:
         """
         W1, b1 = self.coefs[0], self.intercepts[0]
         Z = np.empty((rows.shape[0], W1.shape[1]), dtype=self.dtype)
+        batch_nnz = int((X.indptr[rows + 1] - X.indptr[rows]).sum())
+        n_threads = _threads_for(batch_nnz * W1.shape[1], n_threads)
         _k.sparse_forward(X.data, X.indices, X.indptr, rows, scale, W1, b1, Z, n_threads)
         activations = [Z]
         n_layers = len(self.coefs)
@@ -242,6 +255,7 @@ class SparseNetwork:
             self._slot = np.full(self.layer_units[0], -1, dtype=np.int64)
         W1 = self.coefs[0]
         plan = _k.batch_transpose(X.data, X.indices, X.indptr, rows, scale, self._slot)
+        n_threads = _threads_for(int(plan[1][-1]) * W1.shape[1], n_threads)
         # Bring the batch's first-layer rows up to date with the regularisation
         # they have pending, so that the forward pass reads exact weights.
         if self.reg_logp != 0.0 or self.reg_acc != 0.0:

@@ -8,6 +8,35 @@ import numpy as np
 import scipy.sparse as sp
 
 
+def check_sparse_structure(X):
+    """Check the index arrays of raw sparse input before anything reads them.
+
+    scipy's own conversions (dtype casts, format changes, sorting) run C++
+    code on these arrays without checking them, so a malformed matrix must
+    be rejected before ``validate_data`` converts it.
+    """
+    if not sp.issparse(X):
+        return
+    if X.format == "csr":
+        check_csr_structure(X)
+    elif X.format == "csc":
+        check_csr_structure(X, transposed=True)
+    elif X.format == "coo":
+        n_samples, n_features = X.shape
+        row, col = X.coords if hasattr(X, "coords") else (X.row, X.col)
+        if not (row.shape == col.shape == X.data.shape):
+            raise ValueError(
+                "Malformed COO matrix: row, col and data must have the same length, "
+                f"got {row.shape[0]}, {col.shape[0]} and {X.data.shape[0]}."
+            )
+        for name, idx, bound in (("row", row, n_samples), ("column", col, n_features)):
+            if idx.shape[0] and (idx.min() < 0 or idx.max() >= bound):
+                raise ValueError(
+                    f"Malformed COO matrix: {name} indices must be in [0, {bound}), "
+                    f"found values from {idx.min()} to {idx.max()}."
+                )
+
+
 def as_kernel_csr(X, dtype):
     """Return X as a CSR matrix whose arrays the kernels can take as they are.
 
@@ -25,8 +54,12 @@ def as_kernel_csr(X, dtype):
     if X.dtype != dtype:
         X = X.astype(dtype)
     check_csr_structure(X)
-    if X.indices.dtype != X.indptr.dtype:
-        index_dtype = np.promote_types(X.indices.dtype, X.indptr.dtype)
+    # The kernels take int32 or int64 indices, the same type for both arrays.
+    kernel_types = (np.dtype(np.int32), np.dtype(np.int64))
+    if X.indices.dtype != X.indptr.dtype or X.indices.dtype not in kernel_types:
+        index_dtype = np.int32 if (X.indices.dtype == X.indptr.dtype == np.int32) else np.int64
+        if max(X.shape) < np.iinfo(np.int32).max and X.nnz < np.iinfo(np.int32).max:
+            index_dtype = np.int32
         X = _csr_with(X, X.data, X.indices.astype(index_dtype), X.indptr.astype(index_dtype))
     if not X.has_canonical_format:
         X = X.copy()
@@ -46,35 +79,39 @@ def _csr_with(X, data, indices, indptr):
     return sp.csr_matrix((data, indices, indptr), shape=X.shape, copy=False)
 
 
-def check_csr_structure(X):
-    """Raise ValueError if X's CSR arrays would make a kernel read out of bounds."""
-    n_samples, n_features = X.shape
+def check_csr_structure(X, transposed=False):
+    """Raise ValueError if X's CSR arrays would make a kernel read out of bounds.
+
+    With ``transposed``, X is CSC and is checked as the CSR of its transpose.
+    """
+    n_samples, n_features = X.shape[::-1] if transposed else X.shape
     indptr, indices, data = X.indptr, X.indices, X.data
+    fmt = "CSC" if transposed else "CSR"
     if indptr.ndim != 1 or indptr.shape[0] != n_samples + 1:
         raise ValueError(
-            f"Malformed CSR matrix: indptr has length {indptr.shape[0]}, "
-            f"expected n_samples + 1 = {n_samples + 1}."
+            f"Malformed {fmt} matrix: indptr has length {indptr.shape[0]}, "
+            f"expected {n_samples + 1}."
         )
     if not (np.issubdtype(indptr.dtype, np.integer)
             and np.issubdtype(indices.dtype, np.integer)):
         raise TypeError(
-            "Malformed CSR matrix: indices and indptr must be integer arrays, "
+            f"Malformed {fmt} matrix: indices and indptr must be integer arrays, "
             f"got {indices.dtype} and {indptr.dtype}."
         )
     if indptr[0] != 0:
-        raise ValueError(f"Malformed CSR matrix: indptr[0] is {indptr[0]}, expected 0.")
+        raise ValueError(f"Malformed {fmt} matrix: indptr[0] is {indptr[0]}, expected 0.")
     nnz = indptr[-1]
     if nnz != indices.shape[0] or nnz != data.shape[0]:
         raise ValueError(
-            f"Malformed CSR matrix: indptr[-1] is {nnz} but indices has "
+            f"Malformed {fmt} matrix: indptr[-1] is {nnz} but indices has "
             f"{indices.shape[0]} and data has {data.shape[0]} entries."
         )
     if n_samples and np.any(indptr[1:] < indptr[:-1]):
-        raise ValueError("Malformed CSR matrix: indptr is not non-decreasing.")
+        raise ValueError(f"Malformed {fmt} matrix: indptr is not non-decreasing.")
     if nnz:
         lo, hi = indices.min(), indices.max()
         if lo < 0 or hi >= n_features:
             raise ValueError(
-                f"Malformed CSR matrix: column indices must be in [0, {n_features}), "
+                f"Malformed {fmt} matrix: indices must be in [0, {n_features}), "
                 f"found values from {lo} to {hi}."
             )
