@@ -325,7 +325,6 @@ class BaseSparseMLP(BaseEstimator):
                     tic = time.perf_counter()
                     order = rng.permutation(train_rows) if self.shuffle else train_rows
                     accumulated_loss = 0.0
-                    seen = 0
                     for start in range(0, n_samples, batch_size):
                         rows = order[start:start + batch_size]
                         sw = None if sample_weight is None else sample_weight[rows]
@@ -347,7 +346,6 @@ class BaseSparseMLP(BaseEstimator):
                                 "lower learning_rate_init or use row_scaling."
                             )
                         accumulated_loss += loss * rows.shape[0]
-                        seen += rows.shape[0]
                         if flag.raised:
                             interrupted = True
                             break
