@@ -32,13 +32,13 @@ def make_sparse_regression(
     n_features=2**20,
     n_targets=8,
     *,
-    mean_nnz=100.0,
+    mean_nnz=140.0,
     nnz_sigma=0.5,
     zipf_exponent=1.0,
     dense_row_fraction=0.0005,
     dense_row_density=0.3,
-    n_teacher_units=16,
-    n_informative=5000,
+    n_teacher_units=8,
+    n_informative=1000,
     linear_share=0.3,
     noise=0.1,
     dtype=np.float32,
@@ -47,7 +47,7 @@ def make_sparse_regression(
     """Generate a sparse regression problem like bag-of-words or hashed counts.
 
     Rows are count vectors: each ordinary row draws a lognormal number of
-    tokens (``mean_nnz`` on average) from a Zipf-like distribution over the
+    tokens (``mean_nnz`` draws on average) from a Zipf-like distribution over the
     features, so a few features are in most rows and most features are rare.
     A fraction ``dense_row_fraction`` of the rows are almost full: about
     ``dense_row_density`` of all features are non-zero in them. With the
@@ -75,9 +75,10 @@ def make_sparse_regression(
     n_targets : int, default=8
         Number of regression targets K.
 
-    mean_nnz : float, default=100.0
-        Mean number of token draws per ordinary row (duplicates are summed,
-        so the stored non-zeros per row are slightly fewer).
+    mean_nnz : float, default=140.0
+        Mean number of token draws per ordinary row. Frequent features are
+        drawn several times in a row and their counts summed, so the stored
+        non-zeros are fewer: about 100 per row with the defaults.
 
     nnz_sigma : float, default=0.5
         Sigma of the lognormal distribution of draws per row.
@@ -93,10 +94,10 @@ def make_sparse_regression(
     dense_row_density : float, default=0.3
         Fraction of all features present in an almost-full row.
 
-    n_teacher_units : int, default=16
+    n_teacher_units : int, default=8
         Hidden units of the teacher network.
 
-    n_informative : int or None, default=5000
+    n_informative : int or None, default=1000
         Only the ``n_informative`` most frequent features have non-zero
         teacher weights; the others are noise that still counts in the row's
         norm (like the many irrelevant words of a text). None: all features.
@@ -141,8 +142,14 @@ def make_sparse_regression(
     weights = (np.arange(1, n_features + 1, dtype=np.float64)) ** -float(zipf_exponent)
     cdf = np.cumsum(weights)
     cdf /= cdf[-1]
-    ranks = np.searchsorted(cdf, gen.random(int(draws.sum())), side="right")
+    # Sorted queries make the binary searches cache-friendly; the draws are
+    # i.i.d., so shuffling the result restores their independence from rows.
+    u = gen.random(int(draws.sum()))
+    u.sort()
+    ranks = np.searchsorted(cdf, u, side="right")
+    del u
     np.minimum(ranks, n_features - 1, out=ranks)
+    gen.shuffle(ranks)
     rank_to_col = gen.permutation(n_features)
     indices = rank_to_col[ranks]
     indptr = np.zeros(n_samples + 1, dtype=np.int64)
@@ -177,7 +184,7 @@ def make_sparse_regression(
     # Teacher network on the L2-normalised rows. Weights are drawn only for
     # the columns present in X, in column order, so memory is O(nnz); only
     # the n_informative most frequent features carry signal.
-    present = np.unique(X.indices)
+    present = np.flatnonzero(np.bincount(X.indices, minlength=n_features))
     k = n_teacher_units
     W_present = gen.standard_normal((present.shape[0], k))
     L_present = gen.standard_normal((present.shape[0], n_targets))
