@@ -5,6 +5,21 @@ the first layer runs in Cython/OpenMP kernels over CSR rows, with lazy
 optimizers and lazy regularisation.
 """
 
+try:
+    from . import _sparse_kernels  # noqa: F401  (compiled)
+except ImportError as exc:  # pragma: no cover - depends on how Python was started
+    import os as _os
+
+    _here = _os.path.dirname(_os.path.abspath(__file__))
+    if _os.path.exists(_os.path.join(_here, "..", "meson.build")):
+        raise ImportError(
+            f"sksparsenn is being imported from its source tree ({_here}), which "
+            "has no compiled kernels. Install it (python -m pip install .) and run "
+            "Python from another directory, or install it in editable mode "
+            "(python -m pip install --no-build-isolation -e .)."
+        ) from exc
+    raise
+
 from ._regressor import SparseMLPRegressor
 
 __version__ = "0.1.0.dev0"

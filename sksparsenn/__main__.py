@@ -29,19 +29,24 @@ def _parse_args(argv):
         description="Fit SparseMLPRegressor on the built-in sparse data set and "
         "compare it with Ridge.",
     )
-    p.add_argument("--n-samples", type=int, default=50_000)
-    p.add_argument("--n-features", type=int, default=2**20)
-    p.add_argument("--hidden", type=int, nargs="+", default=[128])
+    p.add_argument("--n-samples", type=int, default=50_000,
+                   help="rows of the generated data set (80%% train, 20%% test)")
+    p.add_argument("--n-features", type=int, default=2**20, help="columns of X")
+    p.add_argument("--hidden", type=int, nargs="+", default=[128],
+                   help="hidden_layer_sizes")
     # SGD with momentum: on this data, Adam's per-coordinate step sizes give
     # each rare feature a full-size step whenever it appears, so it memorises
     # the training rows (test R^2 below Ridge's); plain gradient steps scale
     # with the evidence a feature has seen.
     p.add_argument("--solver", default="sgd", choices=["adam", "adagrad", "sgd"])
     p.add_argument("--learning-rate-init", type=float, default=0.05)
-    p.add_argument("--row-scaling", default="l2", choices=["none", "mean", "sqrt", "l2"])
-    p.add_argument("--max-iter", type=int, default=20)
+    p.add_argument("--row-scaling", default="l2", choices=["none", "mean", "sqrt", "l2"],
+                   help="scaling of each input row (see SparseMLPRegressor)")
+    p.add_argument("--max-iter", type=int, default=20,
+                   help="maximum epochs (early stopping on a 10%% validation split)")
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--random-state", type=int, default=0)
+    p.add_argument("--random-state", type=int, default=0,
+                   help="seed of the data and of the model")
     return p.parse_args(argv)
 
 
