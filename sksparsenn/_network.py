@@ -21,12 +21,14 @@ Regularisation is applied as a decay after each step's update:
 ``w <- soft(w * (1 - lr * alpha / sw_sum), lr * alpha_l1 / sw_sum)``, with
 ``sw_sum`` the batch's total sample weight (its size without weights);
 ``soft`` is soft-thresholding, ``alpha_l1`` acts on the first layer only and
-intercepts are not penalised. For plain SGD this is exactly the gradient step
-of scikit-learn's L2 term ``alpha / (2 * sw_sum) * ||W||^2``; for the
-other solvers it is the decoupled form of Loshchilov and Hutter (2019). On the
-first layer it is lazy: rows catch up when next touched (see
-``sparse_backward_update``), and ``flush_regularization`` brings every row up
-to date before the weights are read.
+intercepts are not penalised. For plain SGD this is the gradient step of
+scikit-learn's L2 term ``alpha / (2 * sw_sum) * ||W||^2`` up to a term of
+order ``lr**2 * alpha / sw_sum`` (the decay also scales this step's update);
+for the other solvers it is the decoupled form of Loshchilov and Hutter
+(2019). On the first layer it is lazy: a row catches up with the decay it
+missed when its feature is next in a batch, before the forward pass reads it
+(see ``catch_up_rows``), and ``flush_regularization`` brings every row up to
+date before the weights are read from outside.
 """
 
 import math
