@@ -21,7 +21,8 @@ except ImportError as exc:  # pragma: no cover - depends on how Python was start
     raise
 
 from ._regressor import SparseMLPRegressor
+from ._transformer import SparseMLPTransformer
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["SparseMLPRegressor", "__version__"]
+__all__ = ["SparseMLPRegressor", "SparseMLPTransformer", "__version__"]

@@ -426,14 +426,27 @@ class BaseSparseMLP(BaseEstimator):
         return False
 
     # ------------------------------------------------------------------ #
-    def _forward_output(self, X):
-        """Network output for every row of X (validated), in row chunks."""
+    def _forward_output(self, X, n_layers=None):
+        """Output of layer ``n_layers`` (default: the last) for every row of X."""
         check_is_fitted(self, "_network")
         X, _ = self._validate_X(X, reset=False)
         n_threads = _openmp_effective_n_threads()
         scales = compute_row_scales(X, self.row_scaling, n_threads)
         rows = np.arange(X.shape[0], dtype=np.int64)
-        return self._network.predict_rows(X, rows, scales, n_threads)
+        return self._network.predict_rows(X, rows, scales, n_threads, n_layers)
+
+    @property
+    def feature_importances_(self):
+        """Importance of each input feature: the L2 norm of its first-layer row.
+
+        A feature whose first-layer weights are all zero (as the L1 penalty
+        ``alpha_l1`` makes them for useless features) has importance 0, so
+        :class:`~sklearn.feature_selection.SelectFromModel` can use it.
+        Computed on access, in O(n_features x H).
+        """
+        check_is_fitted(self, "_network")
+        W1 = self.coefs_[0]
+        return np.sqrt(np.einsum("ij,ij->i", W1, W1, dtype=np.float64))
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "_network")

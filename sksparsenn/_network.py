@@ -171,11 +171,12 @@ class SparseNetwork:
         return state
 
     # ------------------------------------------------------------------ #
-    def forward(self, X, rows, scale, n_threads):
+    def forward(self, X, rows, scale, n_threads, n_layers=None):
         """Activations of every layer for the given rows of CSR X.
 
         Returns a list ``[A1, ..., A_out]``; hidden activations are already
-        passed through the activation function, the output is linear.
+        passed through the activation function, the output is linear. With
+        ``n_layers``, only the first ``n_layers`` layers are computed.
         """
         W1, b1 = self.coefs[0], self.intercepts[0]
         Z = np.empty((rows.shape[0], W1.shape[1]), dtype=self.dtype)
@@ -183,24 +184,32 @@ class SparseNetwork:
         n_threads = _threads_for(batch_nnz * W1.shape[1], n_threads)
         _k.sparse_forward(X.data, X.indices, X.indptr, rows, scale, W1, b1, Z, n_threads)
         activations = [Z]
-        n_layers = len(self.coefs)
+        n_total = len(self.coefs)
+        n_layers = n_total if n_layers is None else n_layers
         act = ACTIVATIONS[self.activation]
-        if n_layers > 1:
+        if n_total > 1:
             act(Z)
         for i in range(1, n_layers):
             Z = activations[-1] @ self.coefs[i]
             Z += self.intercepts[i]
-            if i < n_layers - 1:
+            if i < n_total - 1:
                 act(Z)
             activations.append(Z)
         return activations
 
-    def predict_rows(self, X, rows, scale, n_threads, chunk_size=4096):
-        """Network output for the given rows, computed in chunks of rows."""
-        out = np.empty((rows.shape[0], self.layer_units[-1]), dtype=self.dtype)
+    def predict_rows(self, X, rows, scale, n_threads, n_layers=None, chunk_size=4096):
+        """Output of layer ``n_layers`` (default: the last) for the given rows.
+
+        Computed in chunks of rows, so that memory beyond the result does not
+        grow with the number of rows.
+        """
+        n_layers = len(self.coefs) if n_layers is None else n_layers
+        out = np.empty((rows.shape[0], self.layer_units[n_layers]), dtype=self.dtype)
         for start in range(0, rows.shape[0], chunk_size):
             stop = min(start + chunk_size, rows.shape[0])
-            out[start:stop] = self.forward(X, rows[start:stop], scale[start:stop], n_threads)[-1]
+            out[start:stop] = self.forward(
+                X, rows[start:stop], scale[start:stop], n_threads, n_layers
+            )[-1]
         return out
 
     def backward(self, activations, y, sample_weight):
