@@ -21,7 +21,13 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ._network import ROW_SCALINGS, SOLVERS, SparseNetwork, compute_row_scales
+from ._network import (
+    ROW_SCALINGS,
+    SOLVERS,
+    SparseAutoencoderNetwork,
+    SparseNetwork,
+    compute_row_scales,
+)
 from ._openmp_helpers import _openmp_effective_n_threads
 from ._validation import as_kernel_csr, check_sparse_structure
 
@@ -196,20 +202,30 @@ class BaseSparseMLP(BaseEstimator):
 
     # ------------------------------------------------------------------ #
     def _initialize(self, n_features, n_outputs, X, sample_weight):
+        """Create the network; ``n_outputs`` None makes an autoencoder."""
         dtype = self._compute_dtype()
         self._random_state = check_random_state(self.random_state)
-        self.n_outputs_ = n_outputs
-        layer_units = [n_features] + self._hidden_sizes() + [n_outputs]
-        self.n_layers_ = len(layer_units)
+        self._unsupervised = n_outputs is None
+        self.n_outputs_ = n_features if self._unsupervised else n_outputs
+        layer_units = [n_features] + self._hidden_sizes()
+        if not self._unsupervised:
+            layer_units.append(n_outputs)
+        self.n_layers_ = len(layer_units) + self._unsupervised
         self.out_activation_ = "identity"
         # Typical number of non-zero inputs of a row (stored zeros do not
         # count; weighted like the loss, so that weights equal repetitions).
         nonzero = np.concatenate(([0], np.cumsum(X.data != 0)))
         row_nnz = nonzero[X.indptr[1:]] - nonzero[X.indptr[:-1]]
         fan_in = float(np.average(row_nnz, weights=sample_weight)) if X.shape[0] else 1.0
-        self._network = SparseNetwork(
-            layer_units, self.activation, self.solver, dtype, self._random_state, fan_in
-        )
+        if self._unsupervised:
+            self._network = SparseAutoencoderNetwork(
+                layer_units, self.activation, self.solver, dtype, self._random_state, fan_in,
+                self.zero_sampling,
+            )
+        else:
+            self._network = SparseNetwork(
+                layer_units, self.activation, self.solver, dtype, self._random_state, fan_in
+            )
         self.coefs_ = self._network.coefs
         self.intercepts_ = self._network.intercepts
         self.n_iter_ = 0
@@ -229,10 +245,22 @@ class BaseSparseMLP(BaseEstimator):
             self.best_validation_score_ = None
             self.best_loss_ = np.inf
 
-    def _check_network_compatible(self):
+    def _is_unsupervised(self, y):
+        """Whether this fit trains without targets (an estimator that can)."""
+        return False
+
+    def _check_network_compatible(self, unsupervised):
         """A warm start or partial_fit must continue the same network."""
         net = self._network
-        expected = [net.layer_units[0]] + self._hidden_sizes() + [net.layer_units[-1]]
+        if unsupervised != self._unsupervised:
+            raise ValueError(
+                "The model was fitted "
+                + ("without y (autoencoder)" if self._unsupervised else "with y")
+                + "; a warm start or partial_fit must continue the same way."
+            )
+        expected = [net.layer_units[0]] + self._hidden_sizes()
+        if not unsupervised:
+            expected.append(net.layer_units[-1])
         if expected != net.layer_units:
             raise ValueError(
                 "hidden_layer_sizes changed since the last fit "
@@ -255,14 +283,24 @@ class BaseSparseMLP(BaseEstimator):
         self._hidden_sizes()
         if incremental and self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
-        X, y = self._validate_X(X, reset=first_pass, y=y)
+        unsupervised = self._is_unsupervised(y)
+        if unsupervised:
+            if self.early_stopping:
+                raise ValueError(
+                    "early_stopping needs y (a validation R^2); it is not available "
+                    "for the autoencoder fitted without y."
+                )
+            X, _ = self._validate_X(X, reset=first_pass)
+            y = None  # not used: the network reconstructs X
+        else:
+            X, y = self._validate_X(X, reset=first_pass, y=y)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
         if first_pass:
-            self._initialize(X.shape[1], y.shape[1], X, sample_weight)
+            self._initialize(X.shape[1], None if unsupervised else y.shape[1], X, sample_weight)
         else:
-            self._check_network_compatible()
-            if y.shape[1] != self.n_outputs_:
+            self._check_network_compatible(unsupervised)
+            if not unsupervised and y.shape[1] != self.n_outputs_:
                 raise ValueError(
                     f"y has {y.shape[1]} outputs, but the model was fitted with "
                     f"{self.n_outputs_}."
@@ -331,7 +369,8 @@ class BaseSparseMLP(BaseEstimator):
                         hp["lr"] = self._lr
                         if sw is not None and not sw.any():
                             continue  # a batch with no weight carries no information
-                        loss = net.step(X, rows, scales[rows], y[rows], sw, hp, n_threads)
+                        y_batch = None if y is None else y[rows]
+                        loss = net.step(X, rows, scales[rows], y_batch, sw, hp, n_threads)
                         if loss is None:
                             raise ValueError(
                                 "The L2 decay of one step, learning_rate * alpha / "

@@ -157,6 +157,7 @@ class SparseNetwork:
         self.reg_logp = 0.0
         self.reg_acc = 0.0
         self._slot = None
+        self.linear_output = True  # the last layer has no activation
 
     def _init_state(self):
         # np.zeros maps untouched pages lazily, so the first layer's state
@@ -187,12 +188,12 @@ class SparseNetwork:
         n_total = len(self.coefs)
         n_layers = n_total if n_layers is None else n_layers
         act = ACTIVATIONS[self.activation]
-        if n_total > 1:
+        if n_total > 1 or not self.linear_output:
             act(Z)
         for i in range(1, n_layers):
             Z = activations[-1] @ self.coefs[i]
             Z += self.intercepts[i]
-            if i < n_total - 1:
+            if i < n_total - 1 or not self.linear_output:
                 act(Z)
             activations.append(Z)
         return activations
@@ -235,6 +236,12 @@ class SparseNetwork:
             loss = 0.5 * float(np.average(diff * diff, weights=sample_weight, axis=0).mean())
             delta = diff
             delta *= (sample_weight / sw_sum)[:, None]
+        D1, grads = self.backprop(activations, delta)
+        return loss, D1, grads
+
+    def backprop(self, activations, delta):
+        """Gradients of every layer from ``delta``, the gradient w.r.t. the
+        last layer's pre-activation. Returns ``(D1, grads)`` (see backward)."""
         n_layers = len(self.coefs)
         grads = [None] * n_layers
         deriv = DERIVATIVES[self.activation]
@@ -243,7 +250,7 @@ class SparseNetwork:
             delta = delta @ self.coefs[i].T
             deriv(activations[i - 1], delta)
         grads[0] = (None, delta.sum(axis=0))
-        return loss, delta, grads
+        return delta, grads
 
     # ------------------------------------------------------------------ #
     def step(self, X, rows, scale, y, sample_weight, hp, n_threads):
@@ -254,35 +261,66 @@ class SparseNetwork:
         is returned before any update, and None (before any update) when the
         step's L2 decay would zero every weight.
         """
-        # The penalties are scaled by the batch's total sample weight, as
-        # scikit-learn's L2 term alpha / (2 * sw_sum) * ||W||^2.
-        sw_sum = float(rows.shape[0]) if sample_weight is None else float(sample_weight.sum())
-        lr = hp["lr"]
-        decay = 1.0 - lr * hp["alpha"] / sw_sum
-        threshold = lr * hp["alpha_l1"] / sw_sum
-        if not decay > 0.0:
+        penalties = self._penalties(rows, sample_weight, hp)
+        if penalties is None:
             return None
-        if self._slot is None:
-            self._slot = np.full(self.layer_units[0], -1, dtype=np.int64)
-        W1 = self.coefs[0]
-        plan = _k.batch_transpose(X.data, X.indices, X.indptr, rows, scale, self._slot)
-        n_threads = _threads_for(int(plan[1][-1]) * W1.shape[1], n_threads)
-        # Bring the batch's first-layer rows up to date with the regularisation
-        # they have pending, so that the forward pass reads exact weights.
-        if self.reg_logp != 0.0 or self.reg_acc != 0.0:
-            _k.catch_up_rows(W1, self.reg_logp_feat, self.reg_acc_feat, plan[0],
-                             self.reg_logp, self.reg_acc, n_threads)
+        plan, n_threads = self._first_layer_plan(X, rows, scale, n_threads)
         activations = self.forward(X, rows, scale, n_threads)
         loss, D1, grads = self.backward(activations, y, sample_weight)
         if not np.isfinite(loss):
             return loss
+        step_lr = self._next_step_lr(hp)
+        self._update(plan, D1, grads, step_lr, penalties, hp, n_threads)
+        return loss
+
+    def _penalties(self, rows, sample_weight, hp):
+        """This step's (decay, threshold), or None if the decay would zero all weights.
+
+        The penalties are scaled by the batch's total sample weight, as
+        scikit-learn's L2 term alpha / (2 * sw_sum) * ||W||^2.
+        """
+        sw_sum = float(rows.shape[0]) if sample_weight is None else float(sample_weight.sum())
+        decay = 1.0 - hp["lr"] * hp["alpha"] / sw_sum
+        threshold = hp["lr"] * hp["alpha_l1"] / sw_sum
+        return (decay, threshold) if decay > 0.0 else None
+
+    def _slot_map(self):
+        if self._slot is None:
+            self._slot = np.full(self.layer_units[0], -1, dtype=np.int64)
+        return self._slot
+
+    def _first_layer_plan(self, X, rows, scale, n_threads):
+        """Group the batch by feature and bring its first-layer rows up to date.
+
+        Returns the plan and the number of threads worth using for it. The
+        catch-up applies the regularisation the rows have pending, so that the
+        forward pass reads exact weights.
+        """
+        W1 = self.coefs[0]
+        plan = _k.batch_transpose(X.data, X.indices, X.indptr, rows, scale, self._slot_map())
+        n_threads = _threads_for(int(plan[1][-1]) * W1.shape[1], n_threads)
+        if self.reg_logp != 0.0 or self.reg_acc != 0.0:
+            _k.catch_up_rows(W1, self.reg_logp_feat, self.reg_acc_feat, plan[0],
+                             self.reg_logp, self.reg_acc, n_threads)
+        return plan, n_threads
+
+    def _next_step_lr(self, hp):
         self.t += 1
         if self.solver == "adam":
-            step_lr = lr * math.sqrt(1 - hp["beta_2"] ** self.t) / (1 - hp["beta_1"] ** self.t)
-        else:
-            step_lr = lr
+            return hp["lr"] * math.sqrt(1 - hp["beta_2"] ** self.t) / (1 - hp["beta_1"] ** self.t)
+        return hp["lr"]
 
-        # Dense parameters: every layer's intercept, coefs[1:].
+    def _lazy_update(self, plan, D, W, s1, s2, step_lr, hp, n_threads):
+        """Fused gradient and optimizer update of the plan's rows of W."""
+        _k.sparse_update(
+            *plan, D, W, s1, s2,
+            SOLVERS[self.solver], step_lr, hp["beta_1"], hp["beta_2"], hp["epsilon"],
+            hp["momentum"], hp["nesterov"], n_threads,
+        )
+
+    def _update(self, plan, D1, grads, step_lr, penalties, hp, n_threads):
+        """Apply the step to every parameter; the first layer lazily."""
+        decay, threshold = penalties
         n_layers = len(self.coefs)
         for i in range(n_layers):
             coef_grad, intercept_grad = grads[i]
@@ -291,23 +329,16 @@ class SparseNetwork:
                 self._dense_update(i, self.coefs[i], coef_grad, step_lr, hp)
                 if decay != 1.0:
                     self.coefs[i] *= decay
-
-        # Sparse first layer: fused gradient and update of the touched rows.
         s1 = self.state[0][0]
         s2 = self.state[1][0] if self.solver == "adam" else s1
-        _k.sparse_update(
-            *plan, D1, W1, s1, s2,
-            SOLVERS[self.solver], step_lr, hp["beta_1"], hp["beta_2"], hp["epsilon"],
-            hp["momentum"], hp["nesterov"], n_threads,
-        )
-        # This step's decay/threshold of the first layer stays pending for
-        # every row: it is applied by the row's next catch-up.
+        self._lazy_update(plan, D1, self.coefs[0], s1, s2, step_lr, hp, n_threads)
+        # This step's decay/threshold stays pending for every lazily
+        # regularised row: it is applied by the row's next catch-up.
         if decay != 1.0 or threshold != 0.0:
             self.reg_logp += math.log(decay)
             self.reg_acc += threshold / math.exp(self.reg_logp)
             if self.reg_logp < _LOGP_FLUSH:
                 self.flush_regularization(n_threads)
-        return loss
 
     def _dense_update(self, k, param, grad, step_lr, hp):
         """Optimizer update of dense parameter number ``k`` (same rules as the kernel)."""
@@ -354,3 +385,163 @@ class SparseNetwork:
             dst[...] = src
         for dst, src in zip(self.intercepts, intercepts):
             dst[...] = src
+
+
+class SparseAutoencoderNetwork(SparseNetwork):
+    """A sparse denoising-free autoencoder trained with reconstruction sampling.
+
+    The encoder is the network's layers (``layer_units = [n_features, H1, ...,
+    H_code]``), all passed through the activation; the last one is the code.
+    The decoder is a linear layer back to the ``n_features`` inputs, stored
+    row per feature (``decoder_coef``, shape (n_features, H_code)) like the
+    first layer, so that it too is read and updated only at the columns a
+    step uses.
+
+    Reconstruction sampling (Dauphin, Glorot and Bengio, ICML 2011): the
+    squared reconstruction error of a row is summed over its non-zero
+    columns and over a uniform sample of ``ceil(zero_sampling * nnz)`` (at
+    least one) of its zero columns, each sampled zero weighted by
+    ``(n_features - nnz) / n_sampled`` so that the sum estimates the error
+    over all ``n_features`` columns without bias. A step costs
+    O(nnz x H_code), never O(n_features x H_code). The targets are the
+    inputs after row scaling. The sampling draws from a generator seeded at
+    initialisation, so a fit is reproducible.
+    """
+
+    def __init__(self, layer_units, activation, solver, dtype, rng, fan_in, zero_sampling):
+        super().__init__(layer_units, activation, solver, dtype, rng, fan_in)
+        self.linear_output = False
+        self.zero_sampling = float(zero_sampling)
+        n_features, code = self.layer_units[0], self.layer_units[-1]
+        gen = np.random.default_rng(rng.randint(np.iinfo(np.int32).max))
+        bound = math.sqrt(6.0 / (code + max(1.0, min(float(n_features), fan_in))))
+        self.decoder_coef = gen.random((n_features, code), dtype=self.dtype)
+        self.decoder_coef *= 2 * bound
+        self.decoder_coef -= bound
+        # (n_features, 1): updated by the same row-sparse kernel as the weights.
+        self.decoder_intercept = np.zeros((n_features, 1), dtype=self.dtype)
+        n_state = {"sgd": 1, "adam": 2, "adagrad": 1}[self.solver]
+        self.decoder_state = [
+            [np.zeros_like(self.decoder_coef), np.zeros_like(self.decoder_intercept)]
+            for _ in range(n_state)
+        ]
+        self.dec_logp_feat = np.zeros(n_features, dtype=np.float64)
+        self.dec_acc_feat = np.zeros(n_features, dtype=np.float64)  # L2 only: stays 0
+        self.sample_rng = np.random.default_rng(rng.randint(np.iinfo(np.int32).max))
+
+    def sample_pairs(self, X, rows, scale):
+        """The (batch position, column) pairs of this step's reconstruction loss.
+
+        Returns ``(pair_row, pair_col, target, weight, indptr)``, grouped by
+        batch position (``indptr`` delimits each row's pairs): first the row's
+        non-zero columns (target: the scaled value, weight 1), then its
+        sampled zero columns (target 0, importance weight). X must have
+        sorted indices (as the estimators ensure).
+        """
+        n_features = self.layer_units[0]
+        n_rows = rows.shape[0]
+        starts, ends = X.indptr[rows], X.indptr[rows + 1]
+        lens = (ends - starts).astype(np.int64)
+        total = int(lens.sum())
+        batch_pos = np.repeat(np.arange(n_rows, dtype=np.int64), lens)
+        offsets = np.zeros(n_rows, dtype=np.int64)
+        np.cumsum(lens[:-1], out=offsets[1:])
+        src = np.arange(total, dtype=np.int64) - np.repeat(offsets - starts, lens)
+        values = X.data[src]
+        keep = values != 0
+        nz_row, nz_col = batch_pos[keep], X.indices[src[keep]].astype(np.int64)
+        nz_target = values[keep] * scale[nz_row]
+        nnz = np.bincount(nz_row, minlength=n_rows)
+
+        n_zero = n_features - nnz
+        n_draw = np.where(n_zero > 0, np.maximum(1, np.ceil(self.zero_sampling * nnz)), 0)
+        n_draw = n_draw.astype(np.int64)
+        cand_row = np.repeat(np.arange(n_rows, dtype=np.int64), n_draw)
+        cand_col = self.sample_rng.integers(0, n_features, size=cand_row.shape[0])
+        # Reject draws that hit a non-zero of their row: nz keys are sorted
+        # (rows in batch order, sorted indices within a row).
+        nz_keys = nz_row * n_features + nz_col
+        cand_keys = cand_row * n_features + cand_col
+        if nz_keys.shape[0]:
+            pos = np.minimum(np.searchsorted(nz_keys, cand_keys), nz_keys.shape[0] - 1)
+            accept = nz_keys[pos] != cand_keys
+            cand_row, cand_col = cand_row[accept], cand_col[accept]
+        n_accepted = np.bincount(cand_row, minlength=n_rows)
+        weight_of_row = np.divide(n_zero, n_accepted, out=np.zeros(n_rows),
+                                  where=n_accepted > 0)
+
+        pair_row = np.concatenate([nz_row, cand_row])
+        order = np.argsort(pair_row, kind="stable")
+        pair_row = pair_row[order]
+        pair_col = np.concatenate([nz_col, cand_col])[order]
+        target = np.concatenate([nz_target, np.zeros(cand_row.shape[0], self.dtype)])[order]
+        weight = np.concatenate([np.ones(nz_row.shape[0]), weight_of_row[cand_row]])[order]
+        indptr = np.zeros(n_rows + 1, dtype=np.int64)
+        np.cumsum(np.bincount(pair_row, minlength=n_rows), out=indptr[1:])
+        return pair_row, pair_col, target.astype(self.dtype), weight, indptr
+
+    def step(self, X, rows, scale, y, sample_weight, hp, n_threads):
+        """One step on the sampled reconstruction loss (``y`` is ignored)."""
+        penalties = self._penalties(rows, sample_weight, hp)
+        if penalties is None:
+            return None
+        plan, n_threads = self._first_layer_plan(X, rows, scale, n_threads)
+        n_rows = rows.shape[0]
+        pair_row, pair_col, target, weight, indptr = self.sample_pairs(X, rows, scale)
+        batch = np.arange(n_rows, dtype=np.int64)
+        unit = np.ones(n_rows, dtype=self.dtype)
+        Wd, bd = self.decoder_coef, self.decoder_intercept
+        slot = self._slot_map()
+        if self.reg_logp != 0.0:
+            touched = _k.batch_transpose(np.ones(pair_col.shape[0], self.dtype), pair_col,
+                                         indptr, batch, unit, slot)[0]
+            _k.catch_up_rows(Wd, self.dec_logp_feat, self.dec_acc_feat, touched,
+                             self.reg_logp, 0.0, n_threads)
+
+        activations = self.forward(X, rows, scale, n_threads)
+        code = activations[-1]
+        out = np.empty(pair_col.shape[0], dtype=self.dtype)
+        _k.sampled_dot(code, Wd, bd[:, 0], pair_row, pair_col, out, n_threads)
+        if sample_weight is None:
+            row_coef = np.full(n_rows, 1.0 / n_rows)
+        else:
+            row_coef = sample_weight / float(sample_weight.sum())
+        coef = (row_coef[pair_row] * weight).astype(self.dtype)
+        diff = out - target
+        objective = 0.5 * float(np.dot(coef * diff, diff))
+        loss = objective / self.layer_units[0]  # per output column, as the regressor's
+        if not np.isfinite(loss):
+            return loss
+        delta = coef * diff
+
+        # Gradient w.r.t. the code: dA[b] = sum over b's pairs of delta * Wd[col].
+        dA = np.empty_like(code)
+        _k.sparse_forward(delta, pair_col, indptr, batch, unit, Wd,
+                          np.zeros(code.shape[1], self.dtype), dA, n_threads)
+        DERIVATIVES[self.activation](code, dA)
+        D1, grads = self.backprop(activations, dA)
+        step_lr = self._next_step_lr(hp)
+
+        dec_plan = _k.batch_transpose(delta, pair_col, indptr, batch, unit, slot)
+        s1 = self.decoder_state[0]
+        s2 = self.decoder_state[1] if self.solver == "adam" else s1
+        self._lazy_update(dec_plan, code, Wd, s1[0], s2[0], step_lr, hp, n_threads)
+        self._lazy_update(dec_plan, np.ones((n_rows, 1), self.dtype), bd, s1[1], s2[1],
+                          step_lr, hp, n_threads)
+        self._update(plan, D1, grads, step_lr, penalties, hp, n_threads)
+        return loss
+
+    def flush_regularization(self, n_threads):
+        if self.reg_logp != 0.0 or self.reg_acc != 0.0:
+            _k.catch_up_all(self.decoder_coef, self.dec_logp_feat, self.dec_acc_feat,
+                            self.reg_logp, 0.0, n_threads)
+        super().flush_regularization(n_threads)
+
+    def copy_params(self):
+        coefs, intercepts = super().copy_params()
+        return coefs + [self.decoder_coef.copy()], intercepts + [self.decoder_intercept.copy()]
+
+    def set_params_from(self, coefs, intercepts):
+        super().set_params_from(coefs[:-1], intercepts[:-1])
+        self.decoder_coef[...] = coefs[-1]
+        self.decoder_intercept[...] = intercepts[-1]

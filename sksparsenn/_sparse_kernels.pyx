@@ -541,3 +541,32 @@ def catch_up_all(
             _catch_up_row(&W[j, 0], H, &reg_logp[j], &reg_acc[j], logp_now, acc_now)
             reg_logp[j] = 0
             reg_acc[j] = 0
+
+
+def sampled_dot(
+    const floating[:, ::1] A,      # IN  (n_rows, H) code of each batch row
+    const floating[:, ::1] W,      # IN  (n_features, H) decoder rows
+    const floating[::1] bias,      # IN  (n_features,)
+    const int64_t[::1] pair_row,   # IN  (n_pairs,) batch position of each pair
+    const int64_t[::1] pair_col,   # IN  (n_pairs,) output column of each pair
+    floating[::1] out,             # OUT (n_pairs,)
+    int n_threads,
+):
+    """``out[k] = A[pair_row[k]] . W[pair_col[k]] + bias[pair_col[k]]``.
+
+    The outputs of a sparse output layer at the sampled (row, column) pairs
+    only (a sampled dense-dense product): O(n_pairs x H), never
+    O(n_rows x n_features).
+    """
+    cdef Py_ssize_t n_pairs = pair_row.shape[0], H = A.shape[1], k, h
+    cdef floating acc
+    cdef const floating* a
+    cdef const floating* w
+    with nogil:
+        for k in prange(n_pairs, schedule='static', num_threads=n_threads):
+            a = &A[pair_row[k], 0]
+            w = &W[pair_col[k], 0]
+            acc = 0
+            for h in range(H):
+                acc = acc + a[h] * w[h]
+            out[k] = acc + bias[pair_col[k]]

@@ -1,6 +1,9 @@
 """SparseMLPTransformer: dense learned features from sparse rows."""
 
+from numbers import Real
+
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit_context
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseSparseMLP
@@ -9,12 +12,22 @@ from ._base import BaseSparseMLP
 class SparseMLPTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseSparseMLP):
     """Turn very wide sparse rows into dense learned features.
 
-    Trains the same network as :class:`SparseMLPRegressor` (same kernels,
-    same training loop, same parameters) to predict ``y``, and then
-    ``transform`` returns the activations of its last hidden layer: a dense
-    array of shape (n_samples, hidden_layer_sizes[-1]) that a linear model,
-    a tree ensemble or any other estimator can take, e.g.
+    Supervised, ``fit(X, y)`` trains the same network as
+    :class:`SparseMLPRegressor` (same kernels, same training loop, same
+    parameters) to predict ``y``; ``transform`` then returns the activations
+    of its last hidden layer: a dense array of shape
+    (n_samples, hidden_layer_sizes[-1]) that a linear model, a tree ensemble
+    or any other estimator can take, e.g.
     ``make_pipeline(SparseMLPTransformer(), Ridge())``.
+
+    Unsupervised, ``fit(X)`` trains an autoencoder: the hidden layers encode
+    the row, and a linear decoder reconstructs the (row-scaled) input from
+    the last hidden layer, the code that ``transform`` returns. Its loss uses
+    reconstruction sampling (Dauphin, Glorot and Bengio, 2011): the squared
+    error is taken on the row's non-zeros and on a random sample of its zeros
+    (``zero_sampling`` per non-zero), each sampled zero weighted so that the
+    loss estimates the error over all n_features columns without bias. A step
+    costs O(nnz x H), never O(n_features x H).
 
     Parameters
     ----------
@@ -94,6 +107,18 @@ class SparseMLPTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
     dtype : {'float32', 'float64'} or numpy float type, default='float32'
         Compute dtype, and dtype of the output of ``transform``.
 
+    objective : {'auto', 'targets', 'reconstruction'}, default='auto'
+        What the network is trained for: 'targets' predicts y, 'reconstruction'
+        trains the autoencoder and ignores y (use it inside a Pipeline, which
+        always passes y), 'auto' predicts y when it is given and reconstructs
+        X otherwise.
+
+    zero_sampling : float, default=1.0
+        Unsupervised fit only: how many zero columns of a row are sampled for
+        its reconstruction loss, per non-zero of the row (at least one). More
+        samples give a less noisy loss at a proportional cost; 1.0 balances
+        the row's non-zeros and zeros, as Dauphin et al. recommend.
+
     Attributes
     ----------
     coefs_ : list of ndarray
@@ -127,7 +152,8 @@ class SparseMLPTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         Number of layers.
 
     n_outputs_ : int
-        Number of targets the network was trained on.
+        Number of targets the network was trained on (n_features when fitted
+        without y: the reconstruction).
 
     out_activation_ : str
         Output activation of the training network, 'identity'.
@@ -160,19 +186,92 @@ class SparseMLPTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
     >>> pipe = make_pipeline(SparseMLPTransformer(hidden_layer_sizes=(16,),
     ...                                           max_iter=5, random_state=0),
     ...                      Ridge()).fit(X, y)
+    >>> codes = SparseMLPTransformer(hidden_layer_sizes=(16,), max_iter=2,
+    ...                              objective="reconstruction",
+    ...                              random_state=0).fit(X).transform(X[:3])
+    >>> codes.shape
+    (3, 16)
     """
 
+    _parameter_constraints: dict = {
+        **BaseSparseMLP._parameter_constraints,
+        "zero_sampling": [Interval(Real, 0, None, closed="neither")],
+        "objective": [StrOptions({"auto", "targets", "reconstruction"})],
+    }
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        solver="adam",
+        alpha=0.0001,
+        alpha_l1=0.0,
+        row_scaling="sqrt",
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=0.001,
+        power_t=0.5,
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        verbose=False,
+        warm_start=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        n_iter_no_change=10,
+        dtype="float32",
+        zero_sampling=1.0,
+        objective="auto",
+    ):
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes,
+            activation=activation,
+            solver=solver,
+            alpha=alpha,
+            alpha_l1=alpha_l1,
+            row_scaling=row_scaling,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init,
+            power_t=power_t,
+            max_iter=max_iter,
+            shuffle=shuffle,
+            random_state=random_state,
+            tol=tol,
+            verbose=verbose,
+            warm_start=warm_start,
+            momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            beta_1=beta_1,
+            beta_2=beta_2,
+            epsilon=epsilon,
+            n_iter_no_change=n_iter_no_change,
+            dtype=dtype,
+        )
+        self.zero_sampling = zero_sampling
+        self.objective = objective
+
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None):
-        """Train the network to predict y from X.
+    def fit(self, X, y=None, sample_weight=None):
+        """Train the network to predict y from X, or to reconstruct X.
 
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Input; converted once to CSR in the compute dtype.
 
-        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-            Targets the features are learned for.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs), default=None
+            Targets the features are learned for; None trains the
+            autoencoder with reconstruction sampling.
 
         sample_weight : array-like of shape (n_samples,), default=None
             Weights of the samples in the loss.
@@ -186,7 +285,7 @@ class SparseMLPTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         return self._fit(X, y, sample_weight, incremental=False)
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y, sample_weight=None):
+    def partial_fit(self, X, y=None, sample_weight=None):
         """One epoch of training on the given data (see fit).
 
         Parameters
@@ -194,8 +293,8 @@ class SparseMLPTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Input.
 
-        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-            Targets.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs), default=None
+            Targets; None for the autoencoder.
 
         sample_weight : array-like of shape (n_samples,), default=None
             Weights of the samples in the loss.
@@ -209,7 +308,7 @@ class SparseMLPTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         return self._fit(X, y, sample_weight, incremental=True)
 
     def transform(self, X):
-        """Activations of the last hidden layer, computed in chunks of rows.
+        """Activations of the last hidden layer (the code), in chunks of rows.
 
         Parameters
         ----------
@@ -222,7 +321,16 @@ class SparseMLPTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
             Dense features, in the compute dtype.
         """
         check_is_fitted(self, "_network")
-        return self._forward_output(X, n_layers=len(self.coefs_) - 1)
+        return self._forward_output(X, n_layers=self._feature_layer())
+
+    def _is_unsupervised(self, y):
+        if self.objective == "targets" and y is None:
+            raise ValueError("objective='targets' needs y.")
+        return self.objective == "reconstruction" or (self.objective == "auto" and y is None)
+
+    def _feature_layer(self):
+        """Number of layers up to the one transform returns."""
+        return len(self.coefs_) - (0 if self._unsupervised else 1)
 
     def _check_has_hidden_layer(self):
         if len(self._hidden_sizes()) == 0:
@@ -233,10 +341,10 @@ class SparseMLPTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
 
     @property
     def _n_features_out(self):
-        return self.coefs_[-1].shape[0]
+        return self._network.layer_units[self._feature_layer()]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.target_tags.required = True
+        tags.target_tags.required = False
         tags.transformer_tags.preserves_dtype = [self._compute_dtype().name]
         return tags

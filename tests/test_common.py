@@ -43,6 +43,8 @@ def _instances():
                            dtype="float64", random_state=0),
         SparseMLPTransformer(hidden_layer_sizes=(8,), random_state=0),
         SparseMLPTransformer(hidden_layer_sizes=(8, 3), dtype="float64", random_state=0),
+        SparseMLPTransformer(hidden_layer_sizes=(8,), objective="reconstruction",
+                             dtype="float64", random_state=0),
     ]
 
 
