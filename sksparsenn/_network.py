@@ -164,7 +164,7 @@ class SparseNetwork:
         # costs memory only for the rows of features actually seen.
         n_state = {"sgd": 1, "adam": 2, "adagrad": 1}[self.solver]
         params = self.coefs + self.intercepts
-        self.state = [[np.zeros_like(p) for p in params] for _ in range(n_state)]
+        self.state = [[np.zeros(p.shape, dtype=p.dtype) for p in params] for _ in range(n_state)]
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -422,7 +422,8 @@ class SparseAutoencoderNetwork(SparseNetwork):
         self.decoder_intercept = np.zeros((n_features, 1), dtype=self.dtype)
         n_state = {"sgd": 1, "adam": 2, "adagrad": 1}[self.solver]
         self.decoder_state = [
-            [np.zeros_like(self.decoder_coef), np.zeros_like(self.decoder_intercept)]
+            [np.zeros(self.decoder_coef.shape, self.dtype),
+             np.zeros(self.decoder_intercept.shape, self.dtype)]
             for _ in range(n_state)
         ]
         self.dec_logp_feat = np.zeros(n_features, dtype=np.float64)
