@@ -22,7 +22,6 @@ except ImportError as exc:  # pragma: no cover - depends on how Python was start
 
 from ._regressor import SparseMLPRegressor
 from ._transformer import SparseMLPTransformer
-
-__version__ = "0.1.0.dev0"
+from ._version import __version__
 
 __all__ = ["SparseMLPRegressor", "SparseMLPTransformer", "__version__"]

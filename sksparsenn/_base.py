@@ -30,6 +30,7 @@ from ._network import (
 )
 from ._openmp_helpers import _openmp_effective_n_threads
 from ._validation import as_kernel_csr, check_sparse_structure
+from ._version import __version__
 
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 
@@ -486,6 +487,22 @@ class BaseSparseMLP(BaseEstimator):
         check_is_fitted(self, "_network")
         W1 = self.coefs_[0]
         return np.sqrt(np.einsum("ij,ij->i", W1, W1, dtype=np.float64))
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state["_sksparsenn_version"] = __version__
+        return state
+
+    def __setstate__(self, state):
+        version = state.pop("_sksparsenn_version", "unknown")
+        if version != __version__:
+            warnings.warn(
+                f"Trying to unpickle estimator {type(self).__name__} from sksparsenn "
+                f"version {version} when using version {__version__}. This might lead "
+                "to breaking code or invalid results. Use at your own risk.",
+                UserWarning,
+            )
+        super().__setstate__(state)
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "_network")

@@ -19,6 +19,7 @@ import pickle
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import joblib
 import numpy as np
@@ -428,3 +429,18 @@ def test_select_from_model_with_l1(data):
     assert selector.estimator_.score(X, y) > 0.9
     X_sel = selector.transform(X)
     assert sp.issparse(X_sel) and X_sel.shape == (2000, int(support.sum()))
+
+
+def test_pickle_records_package_version(monkeypatch):
+    import sksparsenn._base as base
+
+    X, y = make_sparse_regression(n_samples=60, n_features=2**8, random_state=0)
+    est = SparseMLPRegressor(hidden_layer_sizes=(4,), max_iter=1, random_state=0).fit(X, y)
+    blob = pickle.dumps(est)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # same version: no warning
+        pickle.loads(blob)
+    monkeypatch.setattr(base, "__version__", "0.0.1")
+    with pytest.warns(UserWarning, match="from sksparsenn version 0.1.0.dev0 when using version 0.0.1"):
+        loaded = pickle.loads(blob)
+    np.testing.assert_array_equal(loaded.predict(X), est.predict(X))
