@@ -382,8 +382,9 @@ class BaseSparseMLP(BaseEstimator):
                         if not np.isfinite(loss):
                             net.flush_regularization(n_threads)
                             raise ValueError(
-                                "The training loss became non-finite (diverged); "
-                                "lower learning_rate_init or use row_scaling."
+                                "The training loss or its gradient became non-finite "
+                                "(diverged); the model keeps the weights of the last "
+                                "finite step. Lower learning_rate_init or use row_scaling."
                             )
                         accumulated_loss += loss * rows.shape[0]
                         if flag.raised:

@@ -54,6 +54,13 @@ _LOGP_FLUSH = -20.0
 _MIN_WORK_PER_THREAD = 1 << 16
 
 
+def _all_finite(D1, grads):
+    """Whether every gradient of a step is finite (O(batch x H), no W1 pass)."""
+    if not np.isfinite(D1).all():
+        return False
+    return all(g is None or np.isfinite(g).all() for pair in grads for g in pair)
+
+
 def _threads_for(work, n_threads):
     return int(max(1, min(n_threads, work // _MIN_WORK_PER_THREAD)))
 
@@ -267,8 +274,8 @@ class SparseNetwork:
         plan, n_threads = self._first_layer_plan(X, rows, scale, n_threads)
         activations = self.forward(X, rows, scale, n_threads)
         loss, D1, grads = self.backward(activations, y, sample_weight)
-        if not np.isfinite(loss):
-            return loss
+        if not (np.isfinite(loss) and _all_finite(D1, grads)):
+            return float("nan")  # before any update: the weights stay finite
         step_lr = self._next_step_lr(hp)
         self._update(plan, D1, grads, step_lr, penalties, hp, n_threads)
         return loss
@@ -521,6 +528,8 @@ class SparseAutoencoderNetwork(SparseNetwork):
                           np.zeros(code.shape[1], self.dtype), dA, n_threads)
         DERIVATIVES[self.activation](code, dA)
         D1, grads = self.backprop(activations, dA)
+        if not _all_finite(D1, grads):
+            return float("nan")  # before any update: the weights stay finite
         step_lr = self._next_step_lr(hp)
 
         dec_plan = _k.batch_transpose(delta, pair_col, indptr, batch, unit, slot)
