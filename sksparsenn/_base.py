@@ -13,6 +13,7 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import r2_score
@@ -180,6 +181,7 @@ class BaseSparseMLP(BaseEstimator):
         """Validate X (and y), return (X as kernel-ready CSR, y as 2-D or None)."""
         dtype = self._compute_dtype()
         check_sparse_structure(X)  # before any scipy conversion reads it
+        X_in = X
         common = dict(
             accept_sparse="csr",
             accept_large_sparse=True,
@@ -199,7 +201,8 @@ class BaseSparseMLP(BaseEstimator):
                     f"y has values too large for the compute dtype {dtype.name}; "
                     "rescale y or use dtype='float64'."
                 )
-        return as_kernel_csr(X, dtype), y
+        owned = sp.issparse(X_in) and X is not X_in and not np.shares_memory(X.data, X_in.data)
+        return as_kernel_csr(X, dtype, owned=owned), y
 
     # ------------------------------------------------------------------ #
     def _initialize(self, n_features, n_outputs, X, sample_weight):

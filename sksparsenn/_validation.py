@@ -37,7 +37,7 @@ def check_sparse_structure(X):
                 )
 
 
-def as_kernel_csr(X, dtype):
+def as_kernel_csr(X, dtype, owned=False):
     """Return X as a CSR matrix whose arrays the kernels can take as they are.
 
     ``X`` has already been through ``validate_data`` (so it is CSR or a dense
@@ -45,7 +45,9 @@ def as_kernel_csr(X, dtype):
     (one copy). Sparse input is copied only when it must be: when its index
     arrays have different dtypes, or when it has duplicate entries (these are
     summed, as scipy does, so that row scaling sees the same row as the clean
-    equivalent). The caller's arrays are never modified.
+    equivalent). The caller's arrays are never modified: ``owned`` says that
+    X is already a private copy (made by the dtype or format conversion), which
+    may then be canonicalised in place instead of copied again.
     """
     if not sp.issparse(X):
         X = sp.csr_matrix(np.asarray(X, dtype=dtype))
@@ -62,7 +64,8 @@ def as_kernel_csr(X, dtype):
             index_dtype = np.int32
         X = _csr_with(X, X.data, X.indices.astype(index_dtype), X.indptr.astype(index_dtype))
     if not X.has_canonical_format:
-        X = X.copy()
+        if not owned:
+            X = X.copy()
         X.sum_duplicates()
     if not (X.data.flags.c_contiguous and X.indices.flags.c_contiguous
             and X.indptr.flags.c_contiguous):
