@@ -201,7 +201,11 @@ class BaseSparseMLP(BaseEstimator):
                     f"y has values too large for the compute dtype {dtype.name}; "
                     "rescale y or use dtype='float64'."
                 )
-        owned = sp.issparse(X_in) and X is not X_in and not np.shares_memory(X.data, X_in.data)
+        in_data = getattr(X_in, "data", None) if sp.issparse(X_in) else None
+        owned = (
+            isinstance(in_data, np.ndarray) and X is not X_in
+            and not np.shares_memory(X.data, in_data)
+        )
         return as_kernel_csr(X, dtype, owned=owned), y
 
     # ------------------------------------------------------------------ #
