@@ -46,4 +46,4 @@ def test_mlp_beats_ridge_on_seed_shaped_task(task):
     r2_mlp = model.score(X_test, y_test)
 
     assert 0.2 < r2_ridge < 0.45, r2_ridge  # the linear part only (30% of signal)
-    assert r2_mlp > r2_ridge + 0.2, (r2_mlp, r2_ridge)
+    assert r2_mlp > r2_ridge + 0.15, (r2_mlp, r2_ridge)
