@@ -481,7 +481,16 @@ class BaseSparseMLP(BaseEstimator):
         n_threads = _openmp_effective_n_threads()
         scales = compute_row_scales(X, self.row_scaling, n_threads)
         rows = np.arange(X.shape[0], dtype=np.int64)
-        return self._network.predict_rows(X, rows, scales, n_threads, n_layers)
+        out = self._network.predict_rows(X, rows, scales, n_threads, n_layers)
+        if not np.isfinite(out).all():
+            # Finite weights and finite input can still overflow the compute
+            # dtype (values near its limit); never return NaN or inf silently.
+            raise ValueError(
+                f"The input has values too large for the compute dtype "
+                f"{self._network.dtype.name}: the network's output overflows. Rescale "
+                "X, use row_scaling='l2', or fit with dtype='float64'."
+            )
+        return out
 
     @property
     def feature_importances_(self):

@@ -55,3 +55,15 @@ def test_rare_almost_full_rows_train_without_overflow():
                                       row_scaling=row_scaling, random_state=0), X, y)
         assert np.isfinite(est.loss_curve_).all()
         assert np.isfinite(est.predict(X)).all()
+
+
+def test_overflowing_input_at_predict_is_an_error_not_nan():
+    rng = np.random.RandomState(0)
+    X = sp.random(200, 50, density=0.2, format="csr", random_state=rng, dtype=np.float32)
+    est = _fit(SparseMLPRegressor(hidden_layer_sizes=(8,), max_iter=3, random_state=0,
+                                  row_scaling="none"), X, rng.randn(200))
+    big = X.copy()
+    big.data[:] = 3e38
+    with pytest.raises(ValueError, match="too large for the compute dtype"):
+        est.predict(big)
+    assert np.isfinite(est.predict(X)).all()
