@@ -32,18 +32,11 @@ import time
 
 import numpy as np
 
+from bench_peers import cpu_model  # same folder: run as a script
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def median_time(fn, repeats, setup=None):
