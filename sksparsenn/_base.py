@@ -27,6 +27,7 @@ from ._network import (
     SOLVERS,
     SparseAutoencoderNetwork,
     SparseNetwork,
+    blas_threads_limit,
     compute_row_scales,
 )
 from ._openmp_helpers import _openmp_effective_n_threads
@@ -313,7 +314,9 @@ class BaseSparseMLP(BaseEstimator):
                     f"y has {y.shape[1]} outputs, but the model was fitted with "
                     f"{self.n_outputs_}."
                 )
-        self._fit_stochastic(X, y, sample_weight, incremental)
+        batch = min(X.shape[0], 200 if self.batch_size == "auto" else self.batch_size)
+        with blas_threads_limit(self._network.layer_units, batch):
+            self._fit_stochastic(X, y, sample_weight, incremental)
         return self
 
     def _batch_size(self, n_samples):
@@ -481,7 +484,8 @@ class BaseSparseMLP(BaseEstimator):
         n_threads = _openmp_effective_n_threads()
         scales = compute_row_scales(X, self.row_scaling, n_threads)
         rows = np.arange(X.shape[0], dtype=np.int64)
-        out = self._network.predict_rows(X, rows, scales, n_threads, n_layers)
+        with blas_threads_limit(self._network.layer_units, min(X.shape[0], 4096)):
+            out = self._network.predict_rows(X, rows, scales, n_threads, n_layers)
         if not np.isfinite(out).all():
             # Finite weights and finite input can still overflow the compute
             # dtype (values near its limit); never return NaN or inf silently.

@@ -13,6 +13,11 @@ Optimizer semantics (all layers):
   driving the bias correction.
 * ``adagrad``: ``G <- G + g^2``; ``w <- w - lr * g / (sqrt(G) + epsilon)``
   (Duchi, Hazan and Singer, 2011).
+* ``rowwise_adagrad``: Adagrad with one accumulator per first-layer row,
+  ``G_j <- G_j + mean_h(g_jh^2)`` (the EXACT_ROWWISE_ADAGRAD of FBGEMM, used
+  for the embedding tables of large recommendation models): the state of
+  the first layer is one number per feature instead of H, and a step moves
+  a third of Adam's bytes. The dense layers use plain Adagrad.
 
 On the first layer these are lazy: the state of a feature's row is read and
 written only in steps whose batch contains that feature.
@@ -31,14 +36,19 @@ missed when its feature is next in a batch, before the forward pass reads it
 date before the weights are read from outside.
 """
 
+import contextlib
 import math
+import threading
 
 import numpy as np
 from scipy.special import expit
+from threadpoolctl import ThreadpoolController
 
 from . import _sparse_kernels as _k
 
-SOLVERS = {"sgd": 0, "adam": 1, "adagrad": 2}
+SOLVERS = {"sgd": 0, "adam": 1, "adagrad": 2, "rowwise_adagrad": 3}
+# Optimizer state arrays per parameter.
+N_STATE = {"sgd": 1, "adam": 2, "adagrad": 1, "rowwise_adagrad": 1}
 ROW_SCALINGS = {"none": 0, "mean": 1, "sqrt": 2, "l2": 3}
 
 # Below this running log-decay the lazy-regularisation marks are folded into
@@ -54,6 +64,21 @@ _LOGP_FLUSH = -20.0
 _MIN_WORK_PER_THREAD = 1 << 16
 
 
+def _zeros_resident(shape, dtype):
+    """A zero array whose memory is mapped now, page after page in order.
+
+    ``np.zeros`` maps pages lazily; a first-layer state array then takes one
+    page fault per row at its first, random, update, which costs several
+    seconds per GiB (about 17 us per fault, measured on a 2-core VM), where
+    writing the zeros in order costs about 0.1 s per GiB. Data sets with an
+    almost-full row touch nearly every row in the first epoch anyway, so
+    the memory ends up mapped in both cases.
+    """
+    out = np.empty(shape, dtype=dtype)
+    out.fill(0)
+    return out
+
+
 def _all_finite(D1, grads):
     """Whether every gradient of a step is finite (O(batch x H), no W1 pass)."""
     if not np.isfinite(D1).all():
@@ -63,6 +88,63 @@ def _all_finite(D1, grads):
 
 def _threads_for(work, n_threads):
     return int(max(1, min(n_threads, work // _MIN_WORK_PER_THREAD)))
+
+
+# Below this many multiply-adds per dense-layer product, BLAS runs on one
+# thread during fit and predict. A product of a 256-row batch with a
+# 256 x 8 layer is far too small to share, and BLAS threads that wake
+# between the OpenMP kernels' parallel regions compete with the kernels'
+# own threads for the same cores (DESIGN.md, "Threads").
+BLAS_MIN_PARALLEL_WORK = 1 << 24
+
+
+class _SingleThreadBlas:
+    """Keep BLAS on one thread while at least one caller is inside.
+
+    Counted, so that fits running at once in several Python threads restore
+    the original BLAS thread count only when the last one leaves (nested
+    ``threadpool_limits`` calls from threads would restore out of order).
+    The controller is made once: entering costs about 20 us, against 3 ms
+    for ``threadpool_limits``, which inspects the loaded libraries each time.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._limiter = None
+        self._controller = None
+
+    def __enter__(self):
+        with self._lock:
+            if self._depth == 0:
+                if self._controller is None:
+                    self._controller = ThreadpoolController()
+                self._limiter = self._controller.limit(limits=1, user_api="blas")
+            self._depth += 1
+        return self
+
+    def __exit__(self, *exc):
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0:
+                self._limiter.restore_original_limits()
+                self._limiter = None
+        return False
+
+
+_SINGLE_THREAD_BLAS = _SingleThreadBlas()
+
+
+def blas_threads_limit(layer_units, n_rows):
+    """Context that keeps BLAS on one thread when the dense layers are small.
+
+    ``n_rows`` is the number of rows of one dense product (a minibatch or a
+    prediction chunk).
+    """
+    widest = max((a * b for a, b in zip(layer_units[1:-1], layer_units[2:])), default=0)
+    if n_rows * widest >= BLAS_MIN_PARALLEL_WORK:
+        return contextlib.nullcontext()
+    return _SINGLE_THREAD_BLAS
 
 
 def _relu(Z):
@@ -166,12 +248,15 @@ class SparseNetwork:
         self._slot = None
         self.linear_output = True  # the last layer has no activation
 
+    def _state_shape(self, shape):
+        """Shape of the optimizer state of a row-sparse (lazily updated) array."""
+        return (shape[0], 1) if self.solver == "rowwise_adagrad" else shape
+
     def _init_state(self):
-        # np.zeros maps untouched pages lazily, so the first layer's state
-        # costs memory only for the rows of features actually seen.
-        n_state = {"sgd": 1, "adam": 2, "adagrad": 1}[self.solver]
         params = self.coefs + self.intercepts
-        self.state = [[np.zeros(p.shape, dtype=p.dtype) for p in params] for _ in range(n_state)]
+        shapes = [self._state_shape(p.shape) if i == 0 else p.shape for i, p in enumerate(params)]
+        self.state = [[_zeros_resident(shape, p.dtype) for shape, p in zip(shapes, params)]
+                      for _ in range(N_STATE[self.solver])]
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -357,7 +442,7 @@ class SparseNetwork:
             v *= b2
             v += (1 - b2) * (grad * grad)
             param -= step_lr * m / (np.sqrt(v) + hp["epsilon"])
-        elif self.solver == "adagrad":
+        elif self.solver in ("adagrad", "rowwise_adagrad"):
             G = self.state[0][k]
             G += grad * grad
             param -= step_lr * grad / (np.sqrt(G) + hp["epsilon"])
@@ -427,11 +512,10 @@ class SparseAutoencoderNetwork(SparseNetwork):
         self.decoder_coef -= bound
         # (n_features, 1): updated by the same row-sparse kernel as the weights.
         self.decoder_intercept = np.zeros((n_features, 1), dtype=self.dtype)
-        n_state = {"sgd": 1, "adam": 2, "adagrad": 1}[self.solver]
         self.decoder_state = [
-            [np.zeros(self.decoder_coef.shape, self.dtype),
-             np.zeros(self.decoder_intercept.shape, self.dtype)]
-            for _ in range(n_state)
+            [_zeros_resident(self._state_shape(self.decoder_coef.shape), self.dtype),
+             _zeros_resident(self.decoder_intercept.shape, self.dtype)]
+            for _ in range(N_STATE[self.solver])
         ]
         self.dec_logp_feat = np.zeros(n_features, dtype=np.float64)
         self.dec_acc_feat = np.zeros(n_features, dtype=np.float64)  # L2 only: stays 0

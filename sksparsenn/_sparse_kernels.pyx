@@ -57,6 +57,7 @@ cdef enum:
     SOLVER_SGD = 0
     SOLVER_ADAM = 1
     SOLVER_ADAGRAD = 2
+    SOLVER_ROWWISE_ADAGRAD = 3
 
 # Row scaling codes, shared with sksparsenn/_network.py.
 cdef enum:
@@ -65,11 +66,14 @@ cdef enum:
     SCALE_SQRT = 2
     SCALE_L2 = 3
 
-# A row with more stored values than this is split over column blocks of
-# width _BLOCK in the forward pass, so that one almost-full row is shared by
-# all threads instead of keeping one thread busy while the others idle.
-cdef Py_ssize_t _SPLIT_NNZ = 2048
-cdef Py_ssize_t _BLOCK = 32
+# A row with more stored values than this is split into chunks of _CHUNK
+# stored values in the forward pass, so that one almost-full row is shared by
+# all threads instead of keeping one thread busy while the others idle. Each
+# chunk reads whole weight rows (contiguous, H values) and sums them into a
+# partial vector; the partials of a row are then added in chunk order.
+# Chunk boundaries depend on the data only, never on the thread count.
+cdef Py_ssize_t _SPLIT_NNZ = 4096
+cdef Py_ssize_t _CHUNK = 2048
 # How many non-zeros ahead the forward pass prefetches weight rows.
 cdef Py_ssize_t _PREFETCH_AHEAD = 4
 
@@ -89,18 +93,22 @@ cdef inline floating _shrink(floating w, floating factor, floating thr) noexcept
 
 
 cdef inline void _prefetch_rows(const floating* w, const floating* s1, const floating* s2,
-                                Py_ssize_t H, int solver) noexcept nogil:
+                                Py_ssize_t H, int n_state, bint rowwise) noexcept nogil:
     """Ask for a feature's row of W and of the solver state ahead of use.
 
-    Rows of features far apart in W are random accesses; without this, the
-    update waits on memory latency rather than bandwidth.
+    ``n_state`` full-width state rows follow W's (s1, then s2); ``rowwise``:
+    s1 is one accumulator. Rows of features far apart in W are random
+    accesses; without this, the update waits on memory latency rather than
+    bandwidth.
     """
     cdef Py_ssize_t h = 0, step = 64 // sizeof(floating)
+    if rowwise:
+        _prefetch_w(s1)
     while h < H:
         _prefetch_w(&w[h])
-        if solver != SOLVER_SGD:
+        if n_state >= 1:
             _prefetch_w(&s1[h])
-        if solver == SOLVER_ADAM:
+        if n_state >= 2:
             _prefetch_w(&s2[h])
         h = h + step
 
@@ -143,41 +151,87 @@ def row_scales(
                 out[i] = 1
 
 
-def _forward_items(const index_t[::1] indptr, const int64_t[::1] rows, Py_ssize_t H):
-    """Work items of the forward pass: (position in batch, first column, end column).
+def _forward_items(const index_t[::1] indptr, const int64_t[::1] rows):
+    """Work items of the forward pass: (position in batch, first k, end k, partial).
 
-    Ordinary rows are one item each; a row with more than _SPLIT_NNZ stored
-    values becomes one item per block of _BLOCK columns. Split rows come first,
-    so that the dynamic schedule starts the long work early.
+    An ordinary row is one item over all its stored values, written straight
+    into Z (partial = -1). A row with more than _SPLIT_NNZ stored values
+    becomes one item per chunk of _CHUNK values, each written into its own
+    partial vector (partial = 0, 1, ...). Split rows come first, so that the
+    dynamic schedule starts the long work early. Also returns, per split row,
+    its position in the batch and its first partial (``heavy``, with a last
+    entry closing the final row's range).
     """
     cdef Py_ssize_t n_rows = rows.shape[0]
-    cdef Py_ssize_t i, r, n_items = 0, n_heavy = 0, h0, pos, n_blocks
-    n_blocks = (H + _BLOCK - 1) // _BLOCK
+    cdef Py_ssize_t i, r, n_items = 0, n_heavy = 0, n_parts = 0, pos, hpos, k0, k1, kk
     for i in range(n_rows):
         r = rows[i]
-        if indptr[r + 1] - indptr[r] > _SPLIT_NNZ and n_blocks > 1:
+        if indptr[r + 1] - indptr[r] > _SPLIT_NNZ:
             n_heavy += 1
-    n_items = n_heavy * n_blocks + (n_rows - n_heavy)
-    items = np.empty((n_items, 3), dtype=np.int64)
-    cdef int64_t[:, ::1] it = items
+            n_parts += (indptr[r + 1] - indptr[r] + _CHUNK - 1) // _CHUNK
+    n_items = n_parts + (n_rows - n_heavy)
+    items_a = np.empty((n_items, 4), dtype=np.int64)
+    heavy_a = np.empty((n_heavy + 1, 2), dtype=np.int64)
+    cdef int64_t[:, ::1] it = items_a
+    cdef int64_t[:, ::1] heavy = heavy_a
     pos = 0
+    hpos = 0
     if n_heavy:
         for i in range(n_rows):
             r = rows[i]
-            if indptr[r + 1] - indptr[r] > _SPLIT_NNZ and n_blocks > 1:
-                for h0 in range(0, H, _BLOCK):
+            k0 = indptr[r]
+            k1 = indptr[r + 1]
+            if k1 - k0 > _SPLIT_NNZ:
+                heavy[hpos, 0] = i
+                heavy[hpos, 1] = pos
+                hpos += 1
+                for kk in range(k0, k1, _CHUNK):
                     it[pos, 0] = i
-                    it[pos, 1] = h0
-                    it[pos, 2] = min(h0 + _BLOCK, H)
+                    it[pos, 1] = kk
+                    it[pos, 2] = min(kk + _CHUNK, k1)
+                    it[pos, 3] = pos
                     pos += 1
+    heavy[hpos, 0] = -1
+    heavy[hpos, 1] = pos
     for i in range(n_rows):
         r = rows[i]
-        if not (indptr[r + 1] - indptr[r] > _SPLIT_NNZ and n_blocks > 1):
+        if not (indptr[r + 1] - indptr[r] > _SPLIT_NNZ):
             it[pos, 0] = i
-            it[pos, 1] = 0
-            it[pos, 2] = H
+            it[pos, 1] = indptr[r]
+            it[pos, 2] = indptr[r + 1]
+            it[pos, 3] = -1
             pos += 1
-    return items
+    return items_a, heavy_a, n_parts
+
+
+cdef inline void _row_sum(
+    const floating[::1] data,
+    const index_t[::1] indices,
+    const floating[:, ::1] W,
+    Py_ssize_t k0,
+    Py_ssize_t k1,
+    floating* z,                 # OUT (H,)
+) noexcept nogil:
+    """``z = sum_{k0 <= k < k1} data[k] * W[indices[k]]``, in storage order."""
+    cdef Py_ssize_t H = W.shape[1]
+    cdef Py_ssize_t k, h
+    cdef Py_ssize_t line = 64 // sizeof(floating)  # floats per cache line
+    cdef floating v
+    cdef const floating* wrow
+    for h in range(H):
+        z[h] = 0
+    for k in range(k0, k1):
+        if k + _PREFETCH_AHEAD < k1:
+            wrow = &W[indices[k + _PREFETCH_AHEAD], 0]
+            h = 0
+            while h < H:
+                _prefetch_r(&wrow[h])
+                h = h + line
+        v = data[k]
+        if v != 0:
+            wrow = &W[indices[k], 0]
+            for h in range(H):
+                z[h] = z[h] + v * wrow[h]
 
 
 def sparse_forward(
@@ -193,46 +247,47 @@ def sparse_forward(
 ):
     """``Z[i] = scale[i] * (X[rows[i]] @ W) + bias``, parallel over rows.
 
-    Rows with very many non-zeros are split over column blocks (see
-    ``_forward_items``); each element of Z is still one sum over the row's
-    non-zeros in storage order, so the result is the same for any number of
-    threads and any split.
+    Rows with very many non-zeros are split into chunks of non-zeros (see
+    ``_forward_items``) whose partial sums are added in chunk order. The
+    chunks depend on the data only, so the result is the same for any number
+    of threads.
     """
     cdef Py_ssize_t H = W.shape[1]
-    cdef int64_t[:, ::1] items = _forward_items(indptr, rows, H)
-    cdef Py_ssize_t n_items = items.shape[0]
-    cdef Py_ssize_t t, i, h, h0, h1, k, k1, r
-    cdef Py_ssize_t line = 64 // sizeof(floating)  # floats per cache line
-    cdef floating v, s
-    cdef floating* zrow
-    cdef const floating* wrow
-
     if H == 0:
         return
+    items_a, heavy_a, n_parts = _forward_items(indptr, rows)
+    cdef int64_t[:, ::1] items = items_a
+    cdef int64_t[:, ::1] heavy = heavy_a
+    cdef Py_ssize_t n_items = items.shape[0], n_heavy = heavy.shape[0] - 1
+    dtype = np.float32 if floating is float else np.float64
+    partial_a = np.empty((max(<Py_ssize_t> n_parts, 1), H), dtype=dtype)
+    cdef floating[:, ::1] partial = partial_a
+    cdef Py_ssize_t t, i, h, p, q
+    cdef floating s
+    cdef floating* zrow
+    cdef floating* out
+
     with nogil:
         for t in prange(n_items, schedule='dynamic', num_threads=n_threads):
             i = items[t, 0]
-            h0 = items[t, 1]
-            h1 = items[t, 2]
-            r = rows[i]
+            p = items[t, 3]
+            out = &Z[i, 0] if p < 0 else &partial[p, 0]
+            _row_sum(data, indices, W, items[t, 1], items[t, 2], out)
+            if p < 0:
+                s = scale[i]
+                for h in range(H):
+                    out[h] = out[h] * s + bias[h]
+        # Split rows: add the partials in chunk order (O(n_chunks x H)).
+        for q in prange(n_heavy, schedule='static', num_threads=n_threads):
+            i = heavy[q, 0]
             zrow = &Z[i, 0]
-            for h in range(h0, h1):
-                zrow[h] = 0
-            k1 = indptr[r + 1]
-            for k in range(indptr[r], k1):
-                if k + _PREFETCH_AHEAD < k1:
-                    wrow = &W[indices[k + _PREFETCH_AHEAD], 0]
-                    h = h0
-                    while h < h1:
-                        _prefetch_r(&wrow[h])
-                        h = h + line
-                v = data[k]
-                if v != 0:
-                    wrow = &W[indices[k], 0]
-                    for h in range(h0, h1):
-                        zrow[h] = zrow[h] + v * wrow[h]
+            for h in range(H):
+                zrow[h] = partial[heavy[q, 1], h]
+            for p in range(heavy[q, 1] + 1, heavy[q + 1, 1]):
+                for h in range(H):
+                    zrow[h] = zrow[h] + partial[p, h]
             s = scale[i]
-            for h in range(h0, h1):
+            for h in range(H):
                 zrow[h] = zrow[h] * s + bias[h]
 
 
@@ -440,7 +495,8 @@ def sparse_update(
     const floating[::1] pair_val,  # IN
     const floating[:, ::1] D,      # IN  (n_rows, H) gradient of the loss w.r.t. Z
     floating[:, ::1] W,            # IN/OUT (n_features, H)
-    floating[:, ::1] state1,       # IN/OUT (n_features, H) velocity / Adam m / Adagrad sum
+    floating[:, ::1] state1,       # IN/OUT (n_features, H) velocity / Adam m / Adagrad sum;
+                                   #        (n_features, 1) row-wise Adagrad sum
     floating[:, ::1] state2,       # IN/OUT (n_features, H) Adam v (unused otherwise)
     int solver,
     double lr,
@@ -458,6 +514,11 @@ def sparse_update(
     written for this row only, while the row is in cache. No n_features x H
     gradient buffer, no atomics, and the same result for any number of
     threads. ``lr`` is this step's step size (for Adam, bias-corrected).
+
+    Row-wise Adagrad keeps one accumulator per row (``state1`` of shape
+    (n_features, 1)): ``G += mean(g**2)``; ``w -= lr * g / (sqrt(G) + eps)``,
+    as the embedding tables of large recommendation models (FBGEMM's
+    EXACT_ROWWISE_ADAGRAD). It moves a third of Adam's bytes per row.
     """
     cdef Py_ssize_t H = W.shape[1]
     cdef Py_ssize_t n_feat = features.shape[0], f, h, j
@@ -469,7 +530,7 @@ def sparse_update(
     cdef floating* w
     cdef floating* s1
     cdef floating* s2
-    cdef floating gh, vel
+    cdef floating gh, vel, acc, row_lr
     cdef floating f_lr = <floating> lr
     cdef floating f_b1 = <floating> beta_1
     cdef floating f_b2 = <floating> beta_2
@@ -477,6 +538,15 @@ def sparse_update(
     cdef floating f_mom = <floating> momentum
     cdef floating one = 1
 
+    cdef bint rowwise = solver == SOLVER_ROWWISE_ADAGRAD
+    cdef int n_state = (2 if solver == SOLVER_ADAM else
+                        1 if (solver == SOLVER_ADAGRAD or (solver == SOLVER_SGD and momentum > 0))
+                        else 0)
+    if rowwise and state1.shape[1] != 1:
+        raise ValueError("row-wise Adagrad keeps one accumulator per row: state1 "
+                         f"must have shape (n_features, 1), got ({state1.shape[0]}, {state1.shape[1]})")
+    if not rowwise and (state1.shape[1] != H or state2.shape[1] != H):
+        raise ValueError("state1 and state2 must have W's shape")
     if H == 0 or n_feat == 0:
         return
     with nogil, parallel(num_threads=n_threads):
@@ -486,7 +556,7 @@ def sparse_update(
             j = features[f]
             if f + 1 < n_feat:
                 _prefetch_rows(&W[features[f + 1], 0], &state1[features[f + 1], 0],
-                               &state2[features[f + 1], 0], H, solver)
+                               &state2[features[f + 1], 0], H, n_state, rowwise)
             w = &W[j, 0]
             s1 = &state1[j, 0]
             s2 = &state2[j, 0]
@@ -502,6 +572,14 @@ def sparse_update(
                     gh = g[h]
                     s1[h] = s1[h] + gh * gh
                     w[h] = w[h] - f_lr * gh / (_sqrt(s1[h]) + f_eps)
+            elif solver == SOLVER_ROWWISE_ADAGRAD:
+                acc = 0
+                for h in range(H):
+                    acc = acc + g[h] * g[h]
+                s1[0] = s1[0] + acc / H
+                row_lr = f_lr / (_sqrt(s1[0]) + f_eps)
+                for h in range(H):
+                    w[h] = w[h] - row_lr * g[h]
             elif f_mom > 0:
                 for h in range(H):
                     gh = g[h]

@@ -182,8 +182,11 @@ class DenseReference:
         self.t = 0
         n_state = 2 if solver == "adam" else 1
         # state[k][i]: k-th optimizer array of parameter i, parameters ordered
-        # as all W's then all b's (the layout of SparseNetwork.state).
+        # as all W's then all b's (the layout of SparseNetwork.state). Row-wise
+        # Adagrad keeps one accumulator per row of the first layer.
         self.state = [[np.zeros_like(p) for p in self.W + self.b] for _ in range(n_state)]
+        if solver == "rowwise_adagrad":
+            self.state[0][0] = np.zeros((self.W[0].shape[0], 1))
 
     def forward(self, Xb, s):
         """Pre-activations Z_l and activations A_l of every layer."""
@@ -217,7 +220,7 @@ class DenseReference:
                 delta = (delta @ self.W[l].T) * _act_grad(self.activation, Zs[l - 1])
         return loss, gW, gb
 
-    def _optimizer(self, w, g, st, hp, lr_t):
+    def _optimizer(self, w, g, st, hp, lr_t, first_layer=False):
         """New (w, state arrays) for one parameter; pure function."""
         st = [a.copy() for a in st]
         if self.solver == "sgd":
@@ -236,9 +239,13 @@ class DenseReference:
             m[...] = hp["beta_1"] * m + (1 - hp["beta_1"]) * g
             v[...] = hp["beta_2"] * v + (1 - hp["beta_2"]) * g * g
             w = w - lr_t * m / (np.sqrt(v) + hp["epsilon"])
-        elif self.solver == "adagrad":
+        elif self.solver == "adagrad" or (self.solver == "rowwise_adagrad" and not first_layer):
             G = st[0]
             G += g * g
+            w = w - hp["lr"] * g / (np.sqrt(G) + hp["epsilon"])
+        elif self.solver == "rowwise_adagrad":  # first layer: one accumulator per row
+            G = st[0]
+            G += (g * g).mean(axis=1, keepdims=True)
             w = w - hp["lr"] * g / (np.sqrt(G) + hp["epsilon"])
         else:
             raise ValueError(self.solver)
@@ -256,7 +263,7 @@ class DenseReference:
         grads = gW + gb
         for i in range(len(params)):
             st = [self.state[k][i] for k in range(len(self.state))]
-            new_w, new_st = self._optimizer(params[i], grads[i], st, hp, lr_t)
+            new_w, new_st = self._optimizer(params[i], grads[i], st, hp, lr_t, first_layer=i == 0)
             if i == 0:  # lazy first layer: absent rows keep weights and state
                 new_w = np.where(touched[:, None], new_w, params[i])
                 new_st = [np.where(touched[:, None], a, b) for a, b in zip(new_st, st)]
@@ -281,6 +288,7 @@ SOLVER_CASES = {
     "sgd_plain": ("sgd", 0.0, False),
     "adam": ("adam", 0.0, False),
     "adagrad": ("adagrad", 0.0, False),
+    "rowwise_adagrad": ("rowwise_adagrad", 0.0, False),
 }
 REG_CASES = {
     "noreg": (0.0, 0.0),
@@ -392,7 +400,7 @@ def test_step_matches_dense_reference(data, solver_case, reg, activation, weight
 
 @pytest.mark.parametrize("row_scaling", ["none", "mean", "sqrt", "l2"])
 @pytest.mark.parametrize("activation", ["relu", "tanh", "logistic", "identity"])
-@pytest.mark.parametrize("solver_case", ["sgd_nesterov", "adam", "adagrad"])
+@pytest.mark.parametrize("solver_case", ["sgd_nesterov", "adam", "adagrad", "rowwise_adagrad"])
 def test_activations_and_row_scalings(data, solver_case, activation, row_scaling):
     X, Y, sw, batches = data
     solver, hp = _hp(solver_case, 0.5, 0.3)
@@ -421,7 +429,7 @@ def test_absent_feature_state_is_untouched(data):
     np.testing.assert_array_equal(net.coefs[0][EMPTY_FEATURE], ref.W[0][EMPTY_FEATURE])
 
 
-@pytest.mark.parametrize("solver_case", ["sgd_plain", "sgd_momentum", "adam", "adagrad"])
+@pytest.mark.parametrize("solver_case", ["sgd_plain", "sgd_momentum", "adam", "adagrad", "rowwise_adagrad"])
 def test_lazy_l1_catch_up_zero_pattern(data, solver_case):
     """Strong L1: rows of rare features are driven exactly to zero while absent.
 

@@ -1140,16 +1140,16 @@ def test_alpha_l1_zeroes_first_layer_rows(data):
 # --------------------------------------------------------------------------- #
 @pytest.fixture(scope="module")
 def data_with_full_rows():
-    # 3 rows with ~3300 of 4096 features: above the kernels' threshold (2048)
-    # for splitting a row over column blocks, with H=40 > the block width 32
-    X, Y = make_sparse_regression(n_samples=N_SAMPLES, n_features=N_FEATURES,
+    # rows with ~6500 of 8192 features: above the forward kernel's threshold
+    # (4096) for splitting a row into chunks of 2048 non-zeros
+    X, Y = make_sparse_regression(n_samples=N_SAMPLES, n_features=2**13,
                                   random_state=1, dense_row_fraction=0.01,
                                   dense_row_density=0.8)
-    assert X.getnnz(axis=1).max() > 2048
+    assert (X.getnnz(axis=1) > 4096).sum() >= 2
     return X, Y
 
 
-@pytest.mark.parametrize("solver", ["adam", "adagrad", "sgd"])
+@pytest.mark.parametrize("solver", ["adam", "adagrad", "rowwise_adagrad", "sgd"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_results_do_not_depend_on_n_threads(data_with_full_rows, solver, dtype):
     X, Y = data_with_full_rows

@@ -1,0 +1,145 @@
+"""The Cython kernels called directly, against plain numpy.
+
+The estimator-level tests (test_reference.py, test_regressor.py) cover the
+kernels through training; these pin down the paths that only large inputs
+reach: an almost-full row split into chunks of non-zeros in the forward
+pass, and the row-wise Adagrad state layout.
+"""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import threadpoolctl
+
+from sksparsenn import _sparse_kernels as K
+from sksparsenn._network import _SingleThreadBlas, blas_threads_limit
+
+H = 40
+
+
+def _batch(dtype, index_dtype, seed=0):
+    """CSR with rows of 4097, 9000, 5000 (split) and 1..300 (not split) non-zeros."""
+    rng = np.random.default_rng(seed)
+    n_features = 12_000
+    sizes = [4097, 17, 9000, 0, 5000] + list(rng.integers(1, 300, size=20))
+    rows = []
+    for n in sizes:
+        cols = np.sort(rng.choice(n_features, n, replace=False))
+        rows.append(sp.csr_matrix((rng.standard_normal(n), (np.zeros(n, int), cols)),
+                                  shape=(1, n_features)))
+    X = sp.vstack(rows).tocsr().astype(dtype)
+    X.indices = X.indices.astype(index_dtype)
+    X.indptr = X.indptr.astype(index_dtype)
+    W = rng.standard_normal((n_features, H)).astype(dtype)
+    b = rng.standard_normal(H).astype(dtype)
+    return X, W, b
+
+
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+def test_forward_with_split_rows_matches_numpy(index_dtype):
+    X, W, b = _batch(np.float64, index_dtype)
+    rows = np.array([5, 0, 3, 2, 4, 1, 7, 2], dtype=np.int64)  # repeats allowed
+    scale = np.linspace(0.5, 2.0, rows.shape[0])
+    expected = scale[:, None] * (X[rows] @ W) + b
+    for n_threads in (1, 2, 3):
+        Z = np.empty((rows.shape[0], H))
+        K.sparse_forward(X.data, X.indices, X.indptr, rows, scale, W, b, Z, n_threads)
+        np.testing.assert_allclose(Z, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_forward_split_is_independent_of_threads_float32():
+    X, W, b = _batch(np.float32, np.int32, seed=1)
+    rows = np.arange(X.shape[0], dtype=np.int64)
+    scale = np.ones(rows.shape[0], dtype=np.float32)
+    out = []
+    for n_threads in (1, 2, 4):
+        Z = np.empty((rows.shape[0], H), dtype=np.float32)
+        K.sparse_forward(X.data, X.indices, X.indptr, rows, scale, W, b, Z, n_threads)
+        out.append(Z)
+    np.testing.assert_array_equal(out[0], out[1])
+    np.testing.assert_array_equal(out[0], out[2])
+    expected = X.astype(np.float64) @ W.astype(np.float64) + b
+    np.testing.assert_allclose(out[0], expected, rtol=1e-4, atol=1e-3)
+
+
+def test_rowwise_adagrad_update_matches_numpy():
+    X, W, b = _batch(np.float64, np.int64, seed=2)
+    rows = np.array([1, 6, 9, 12], dtype=np.int64)
+    scale = np.ones(rows.shape[0])
+    D = np.random.default_rng(3).standard_normal((rows.shape[0], H))
+    slot = np.full(X.shape[1], -1, dtype=np.int64)
+    plan = K.batch_transpose(X.data, X.indices, X.indptr, rows, scale, slot)
+    G0 = np.abs(np.random.default_rng(4).standard_normal((X.shape[1], 1)))
+    W1, G1 = W.copy(), G0.copy()
+    K.sparse_update(*plan, D, W1, G1, G1, 3, 0.1, 0.9, 0.999, 1e-8, 0.0, False, 2)
+    grad = (X[rows].T @ D)  # dense (n_features, H) gradient
+    touched = np.zeros(X.shape[1], bool)
+    touched[plan[0]] = True
+    G_ref = G0 + touched[:, None] * (grad ** 2).mean(axis=1, keepdims=True)
+    W_ref = W - touched[:, None] * 0.1 * grad / (np.sqrt(G_ref) + 1e-8)
+    np.testing.assert_allclose(G1, G_ref, rtol=1e-12)
+    np.testing.assert_allclose(W1, W_ref, rtol=1e-12, atol=1e-14)
+
+
+def test_update_rejects_state_of_the_wrong_shape():
+    X, W, b = _batch(np.float64, np.int64)
+    rows = np.array([1], dtype=np.int64)
+    D = np.zeros((1, H))
+    slot = np.full(X.shape[1], -1, dtype=np.int64)
+    plan = K.batch_transpose(X.data, X.indices, X.indptr, rows, np.ones(1), slot)
+    full = np.zeros_like(W)
+    with pytest.raises(ValueError, match="one accumulator per row"):
+        K.sparse_update(*plan, D, W, full, full, 3, 0.1, 0.9, 0.999, 1e-8, 0.0, False, 1)
+    with pytest.raises(ValueError, match="W's shape"):
+        K.sparse_update(*plan, D, W, np.zeros((W.shape[0], 1)), full, 1, 0.1, 0.9, 0.999,
+                        1e-8, 0.0, False, 1)
+
+
+def _blas_threads():
+    return [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+
+
+def test_blas_single_thread_for_small_layers_and_restored():
+    before = _blas_threads()
+    if not before:
+        pytest.skip("no BLAS library reported by threadpoolctl")
+    # a 256-row batch through 256 x 8 is small; 4096 rows through 1024 x 1024 is not
+    assert isinstance(blas_threads_limit([10, 256, 8], 256), _SingleThreadBlas)
+    assert not isinstance(blas_threads_limit([10, 1024, 1024, 1], 4096), _SingleThreadBlas)
+    limiter = _SingleThreadBlas()
+    with limiter:
+        assert set(_blas_threads()) == {1}
+        with limiter:  # nested / concurrent entries: restored by the last to leave
+            assert set(_blas_threads()) == {1}
+        assert set(_blas_threads()) == {1}
+    assert _blas_threads() == before
+
+
+def test_fit_and_predict_leave_blas_threads_as_they_were():
+    from sksparsenn import SparseMLPRegressor
+    from sksparsenn.datasets import make_sparse_regression
+
+    before = _blas_threads()
+    X, y = make_sparse_regression(n_samples=300, n_features=2**10, random_state=0)
+    est = SparseMLPRegressor(hidden_layer_sizes=(16,), max_iter=2, random_state=0)
+    with pytest.warns(Warning):  # ConvergenceWarning after 2 epochs
+        est.fit(X, y)
+    est.predict(X)
+    assert _blas_threads() == before
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_rowwise_adagrad_keeps_one_accumulator_per_feature():
+    from sksparsenn import SparseMLPRegressor
+    from sksparsenn.datasets import make_sparse_regression
+
+    X, y = make_sparse_regression(n_samples=400, n_features=2**12, random_state=0)
+    est = SparseMLPRegressor(hidden_layer_sizes=(32,), solver="rowwise_adagrad",
+                             learning_rate_init=0.05, row_scaling="l2", max_iter=30,
+                             random_state=0).fit(X[:300], y[:300])
+    net = est._network
+    assert net.state[0][0].shape == (2**12, 1)  # first layer: one number per feature
+    assert net.state[0][1].shape == (32, 8)  # dense layer: elementwise Adagrad
+    seen = X[:300].getnnz(axis=0) > 0
+    assert (net.state[0][0][seen] > 0).all() and (net.state[0][0][~seen] == 0).all()
+    assert est.loss_curve_[-1] < 0.5 * est.loss_curve_[0]
