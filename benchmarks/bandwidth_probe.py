@@ -1,24 +1,27 @@
 """How many bytes/s this machine moves for the first layer's memory pattern.
 
 A training step of SparseMLPRegressor reads the weight rows of the features
-present in the batch (a gather of random rows of an (n_features, H) float32
-matrix) and writes them back after the update (a read-modify-write of random
-rows). This probe measures both with plain numpy, single-threaded:
+present in the batch (forward pass) and then reads and writes those rows and
+their optimizer state once (the fused gradient + update). This probe compiles
+``bandwidth_probe.c`` (``cc -O3 -fno-math-errno -fopenmp``, the flags of
+the package's own build) and measures, on (n_features, 256) float32 arrays, for
+1 and 2 threads:
 
-* sequential copy  ``np.copyto(dst, src)`` of a large block (reference: the
-  streaming bandwidth; bytes = read + write);
-* gather           ``np.take(W, idx, axis=0, out=buf)`` of random rows
-  (bytes = rows read; the write into the small, cache-resident ``buf`` is not
-  counted);
-* gather-sum       ``W[idx].sum(axis=0)`` (what a forward pass needs; bytes =
-  rows read);
-* read-modify-write ``W[idx] += 1`` with unique random idx (bytes = rows
-  read + rows written).
+* ``gather``: ``acc += v * W[j]`` over distinct rows j (bytes = rows read);
+* ``rmw1``: one array read and written per row (plain SGD, row-wise Adagrad);
+* ``rmw2``: two arrays (SGD with momentum, Adagrad);
+* ``rmw3``: three arrays (Adam: W and its two moments);
 
-GB/s = counted bytes / seconds, median of the repeats (1 GB = 1e9 bytes).
+each over rows in random order (the features of ordinary rows) and in
+increasing order (the features of an almost-full row). GB/s = counted bytes
+/ seconds, median of the repeats (1 GB = 1e9 bytes).
+
+:func:`epoch_lower_bound` turns these rates into the least time an epoch can
+take: every batch must at least gather each of its distinct features' rows
+once and read and write them (and their state) once.
 
     python benchmarks/bandwidth_probe.py [--n-rows 1048576] [--width 256]
-        [--n-idx 65536] [--repeats 7]
+        [--n-touch 262144] [--repeats 5]
 
 Results are printed and saved to ``benchmarks/results/bandwidth.json``.
 """
@@ -28,84 +31,85 @@ import datetime
 import json
 import os
 import platform
-import time
-
-import numpy as np
-
-from bench_peers import cpu_model  # same folder: run as a script
+import shutil
+import subprocess
+import sys
+import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+KERNELS = ("gather", "rmw1", "rmw2", "rmw3")
+# Arrays of (n_features, H) that each solver reads and writes per touched row.
+SOLVER_ARRAYS = {"sgd": 1, "sgd-momentum": 2, "adagrad": 2, "adam": 3}
 
 
+def run_probe(n_rows=2**20, width=256, n_touch=2**18, repeats=5, threads=(1, 2)):
+    """Compile and run the C probe; returns {threads: {pattern: GB/s}}."""
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        raise RuntimeError("bandwidth_probe needs a C compiler (cc or gcc) with OpenMP")
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="bandwidth_probe_") as d:
+        exe = os.path.join(d, "probe")
+        subprocess.run([cc, "-O3", "-fno-math-errno", "-fopenmp",
+                        os.path.join(HERE, "bandwidth_probe.c"),
+                        "-o", exe, "-lm"], check=True)
+        for t in threads:
+            proc = subprocess.run([exe, str(n_rows), str(width), str(n_touch), str(repeats),
+                                   str(t)], check=True, capture_output=True, text=True)
+            r = json.loads(proc.stdout)
+            out[t] = {k: v["GB_per_s"] for k, v in r.items() if isinstance(v, dict)}
+    return out
 
 
-def median_time(fn, repeats, setup=None):
-    times = []
-    for r in range(repeats):
-        arg = setup(r) if setup else None
-        tic = time.perf_counter()
-        fn(arg)
-        times.append(time.perf_counter() - tic)
-    return float(np.median(times)), times
+def epoch_lower_bound(batch_features, batch_heavy, rates, width=256, itemsize=4):
+    """Least seconds of an epoch for each solver, from the probe's rates.
+
+    ``batch_features[b]``: number of distinct features of batch b;
+    ``batch_heavy[b]``: whether b holds an almost-full row (its features are
+    then mostly in increasing order); ``rates``: one thread count's entry of
+    :func:`run_probe`. A batch costs at least its rows' gather plus the
+    read-modify-write of the rows and the solver's state.
+    """
+    bounds = {}
+    for solver, n_arrays in SOLVER_ARRAYS.items():
+        total = 0.0
+        for n_feat, heavy in zip(batch_features, batch_heavy):
+            order = "sorted" if heavy else "random"
+            row_gb = n_feat * width * itemsize / 1e9
+            total += row_gb / rates[f"gather_{order}"]
+            total += 2 * n_arrays * row_gb / rates[f"rmw{n_arrays}_{order}"]
+        bounds[solver] = total
+    return bounds
 
 
 def main():
+    from bench_peers import cpu_model  # same folder: run as a script
+
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--n-rows", type=int, default=2**20)
     p.add_argument("--width", type=int, default=256)
-    p.add_argument("--n-idx", type=int, default=65536,
-                   help="random rows touched per measurement")
-    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--n-touch", type=int, default=2**18,
+                   help="distinct rows touched per measurement")
+    p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args()
 
-    rng = np.random.default_rng(0)
-    W = np.ones((args.n_rows, args.width), dtype=np.float32)  # touched: no lazy pages
-    row_bytes = args.width * W.itemsize
-    print(f"W: {args.n_rows:,} x {args.width} float32 = {W.nbytes / 2**30:.2f} GiB; "
-          f"{args.n_idx:,} random rows ({args.n_idx * row_bytes / 2**20:.0f} MiB) per "
-          f"measurement; median of {args.repeats}; numpy {np.__version__}, 1 thread")
-    idx_sets = [np.sort(rng.choice(args.n_rows, args.n_idx, replace=False))
-                for _ in range(args.repeats + 1)]
-    for s in idx_sets:
-        rng.shuffle(s)  # random order, still unique
-    buf = np.empty((args.n_idx, args.width), dtype=np.float32)
-    results = {}
-
-    # sequential copy of a 256 MiB block (read + write)
-    n_seq = min(args.n_rows, (256 * 2**20) // row_bytes)
-    src, dst = W[:n_seq], np.empty((n_seq, args.width), dtype=np.float32)
-    np.copyto(dst, src)
-    t, ts = median_time(lambda _: np.copyto(dst, src), args.repeats)
-    results["sequential_copy"] = {"bytes": 2 * src.nbytes, "seconds": t, "all_seconds": ts}
-
-    np.take(W, idx_sets[-1], axis=0, out=buf)  # warm-up
-    t, ts = median_time(lambda i: np.take(W, i, axis=0, out=buf), args.repeats,
-                        setup=lambda r: idx_sets[r])
-    results["gather_take"] = {"bytes": args.n_idx * row_bytes, "seconds": t, "all_seconds": ts}
-
-    t, ts = median_time(lambda i: W[i].sum(axis=0), args.repeats, setup=lambda r: idx_sets[r])
-    results["gather_sum"] = {"bytes": args.n_idx * row_bytes, "seconds": t, "all_seconds": ts}
-
-    def rmw(i):
-        W[i] += 1.0
-
-    t, ts = median_time(rmw, args.repeats, setup=lambda r: idx_sets[r])
-    results["read_modify_write"] = {"bytes": 2 * args.n_idx * row_bytes, "seconds": t,
-                                    "all_seconds": ts}
-
-    print(f"\n{'pattern':<20} {'GB/s':>7}  {'MB moved':>9}  {'median s':>9}")
-    for name, r in results.items():
-        r["GB_per_s"] = r["bytes"] / r["seconds"] / 1e9
-        print(f"{name:<20} {r['GB_per_s']:7.2f}  {r['bytes'] / 1e6:9.0f}  {r['seconds']:9.4f}")
-    print("\nsequential_copy, read_modify_write: read + write bytes; gather_*: bytes read.")
+    gib = 3 * args.n_rows * args.width * 4 / 2**30
+    print(f"3 arrays of {args.n_rows:,} x {args.width} float32 ({gib:.1f} GiB); "
+          f"{args.n_touch:,} distinct rows per measurement; median of {args.repeats}")
+    rates = run_probe(args.n_rows, args.width, args.n_touch, args.repeats)
+    print(f"\n{'GB/s':<8}" + "".join(f"{k + ' ' + o:>15}" for o in ("random", "sorted")
+                                      for k in KERNELS))
+    for t, r in rates.items():
+        print(f"{t} thr.  " + "".join(f"{r[f'{k}_{o}']:15.2f}" for o in ("random", "sorted")
+                                      for k in KERNELS))
+    print("\ngather: bytes read; rmwK: K arrays read and written (2 x K x rows).")
 
     out = {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                     "cpu_model": cpu_model()},
-        "numpy": np.__version__,
         "config": vars(args),
-        "results": results,
+        "GB_per_s": {str(t): r for t, r in rates.items()},
     }
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     path = os.path.join(HERE, "results", "bandwidth.json")
@@ -115,4 +119,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

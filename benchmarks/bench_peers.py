@@ -33,6 +33,13 @@ ordinary rows.
     python benchmarks/bench_peers.py                  # default, long
     python benchmarks/bench_peers.py --peers ours-adam torch --repeats 2
 
+Before the peers run, ``bandwidth_probe.py`` measures this machine's
+bandwidth for gathering and updating rows of an (n_features, 256) float32
+array, and the suite prints the least time an epoch can take for each
+solver (the bytes each batch must move for its distinct features' rows and
+their optimizer state, priced at those rates) and each of our solvers'
+ratio to it (``--no-bound`` skips this).
+
 Timings on a shared 2-core machine are noisy: medians are reported, and
 ``--repeats R`` runs R interleaved rounds of all peers (round 1: every peer,
 round 2: every peer, ...) and reports the median over the rounds' medians.
@@ -327,6 +334,45 @@ def child_main(args):
 
 # --------------------------------------------------------------------------- #
 # parent
+# A row with more stored values than this counts as almost full (its
+# features are then read in increasing order).
+HEAVY_NNZ = 4096
+# The memory traffic bound each of our peers is compared with.
+BOUND_OF_PEER = {"ours-adam": "adam", "ours-sgd": "sgd-momentum", "ours-adagrad": "adagrad"}
+
+
+def lower_bound(X_train, threads):
+    """Least epoch seconds per solver from this machine's measured bandwidth.
+
+    Counts, for one shuffled epoch of batches of BATCH rows, each batch's
+    distinct features (the rows of W it must gather and then read and write
+    with the solver's state), and prices them with bandwidth_probe's rates at
+    ``threads`` threads.
+    """
+    from bandwidth_probe import epoch_lower_bound, run_probe
+
+    tic = time.perf_counter()
+    order = np.random.default_rng(0).permutation(X_train.shape[0])
+    lens = np.diff(X_train.indptr)
+    n_feat, heavy = [], []
+    for start in range(0, order.shape[0], BATCH):
+        rows = order[start:start + BATCH]
+        cols = np.concatenate([X_train.indices[X_train.indptr[r]:X_train.indptr[r + 1]]
+                               for r in rows])
+        n_feat.append(np.unique(cols).shape[0])
+        heavy.append(bool((lens[rows] > HEAVY_NNZ).any()))
+    rates = run_probe(n_rows=X_train.shape[1], width=HIDDEN,
+                      n_touch=min(2**18, X_train.shape[1] // 4), threads=(threads,))[threads]
+    bound = epoch_lower_bound(n_feat, heavy, rates, width=HIDDEN)
+    print(f"lower bound from bandwidth_probe ({threads} threads; {sum(heavy)} of "
+          f"{len(heavy)} batches hold an almost-full row; mean distinct features per "
+          f"batch {np.mean(n_feat):,.0f}): "
+          + ", ".join(f"{k} {v:.1f} s" for k, v in bound.items())
+          + f" [{time.perf_counter() - tic:.0f}s]", flush=True)
+    return {"seconds": bound, "GB_per_s": rates, "batches": len(heavy),
+            "heavy_batches": int(sum(heavy)), "mean_features_per_batch": float(np.mean(n_feat))}
+
+
 def merge(runs):
     """Median over repeats of the per-run numbers; max of the peak RSS."""
     if len(runs) == 1 or "skipped" in runs[0]:
@@ -367,12 +413,14 @@ def markdown(report):
         f"with 1 epoch it is counted); {c['repeats']} interleaved round(s). "
         f"Timings on a shared machine are noisy.",
         "",
-        "| peer | solver | epoch s | samples/s | test R^2 | peak RSS MiB | epoch time / ours-adam |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| peer | solver | epoch s | samples/s | test R^2 | peak RSS MiB | epoch time / ours-adam "
+        "| epoch / memory bound |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
+    bound = c.get("lower_bound")
     for r in res:
         if "skipped" in r:
-            lines.append(f"| {r['peer']} | skipped: {r['skipped']} | | | | | |")
+            lines.append(f"| {r['peer']} | skipped: {r['skipped']} | | | | | | |")
             continue
         ep = r.get("epoch_seconds")
         ep_s = fmt(ep, ".2f")
@@ -384,10 +432,38 @@ def markdown(report):
         if r.get("test_r2_note"):
             r2 += f" ({r['test_r2_note']})"
         ratio = f"{ep / ref:.2f}" if (ep and ref) else "—"
+        b = bound["seconds"].get(BOUND_OF_PEER.get(r["peer"], ""), 0) if bound else 0
+        to_bound = f"{ep / b:.2f} (bound {b:.1f} s)" if (ep and b) else "—"
         lines.append(f"| {r['peer']} | {r['solver']} | {ep_s} | {fmt(r.get('samples_per_second'), ',.0f')} "
-                     f"| {r2} | {r['peak_rss_mib']:,.0f} | {ratio} |")
+                     f"| {r2} | {r['peak_rss_mib']:,.0f} | {ratio} | {to_bound} |")
     lines += ["", "Peak RSS includes the training and test data loaded in each child "
               f"(~{np.median([r['rss_after_loading_data_mib'] for r in res if 'rss_after_loading_data_mib' in r]):,.0f} MiB RSS after loading)."]
+    by = {r["peer"]: r for r in res if "skipped" not in r}
+    ours = by.get("ours-adam", {})
+    targets = []
+    if ours.get("epoch_seconds") and by.get("torch", {}).get("epoch_seconds"):
+        targets.append(f"ours-adam / torch epoch time {ours['epoch_seconds'] / by['torch']['epoch_seconds']:.3f} "
+                       "(target <= 0.1)")
+        if ours.get("test_r2") is not None and by["torch"].get("test_r2") is not None:
+            targets.append(f"test R^2 ours-adam {ours['test_r2']:.4f} vs torch "
+                           f"{by['torch']['test_r2']:.4f} (target: at least torch's)")
+    if ours.get("epoch_seconds") and by.get("sklearn-mlp", {}).get("epoch_seconds"):
+        targets.append(f"ours-adam / sklearn-mlp (extrapolated) "
+                       f"{ours['epoch_seconds'] / by['sklearn-mlp']['epoch_seconds']:.4f} (target <= 0.01)")
+    if ours.get("epoch_seconds") and bound:
+        targets.append(f"ours-adam / memory bound {ours['epoch_seconds'] / bound['seconds']['adam']:.2f} "
+                       "(target <= 1.5)")
+    if targets:
+        lines += ["", "Targets: " + "; ".join(targets) + "."]
+    if bound:
+        g = bound["GB_per_s"]
+        lines += ["", f"Memory bound: {bound['batches']} batches per epoch, {bound['heavy_batches']} "
+                  f"with an almost-full row, {bound['mean_features_per_batch']:,.0f} distinct features "
+                  "per batch on average; each batch must gather its features' weight rows once and "
+                  "read and write them and the solver's state once, at the rates "
+                  f"`benchmarks/bandwidth_probe.py` measured with {c['threads']} threads (GB/s: "
+                  + ", ".join(f"{k} {v:.1f}" for k, v in g.items()) + "). Bounds: "
+                  + ", ".join(f"{k} {v:.1f} s" for k, v in bound["seconds"].items()) + "."]
     tr = next((r for r in res if r["peer"] == "torch" and "phase_seconds_median" in r), None)
     if tr:
         ph = tr["phase_seconds_median"]
@@ -435,6 +511,8 @@ def parent_main(args):
                n_targets=int(y.shape[1]), epochs=epochs, sk_steps=sk_steps,
                threads=args.threads, row_scaling=args.row_scaling, repeats=args.repeats,
                hidden=HIDDEN, batch_size=BATCH)
+    if not args.no_bound:
+        cfg["lower_bound"] = lower_bound(X_train, args.threads)
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads),
                OPENBLAS_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     runs = {p: [] for p in args.peers}
@@ -513,6 +591,8 @@ def main():
     p.add_argument("--row-scaling", default="l2", choices=["l2", "none"])
     p.add_argument("--repeats", type=int, default=1, help="interleaved rounds of all peers")
     p.add_argument("--peers", nargs="+", default=ALL_PEERS, choices=ALL_PEERS)
+    p.add_argument("--no-bound", action="store_true",
+                   help="skip the memory-bandwidth lower bound (bandwidth_probe.py, ~1 minute)")
     p.add_argument("--output", default=None,
                    help="stem of the result files in benchmarks/results/ "
                         "(default peers, or peers_quick with --quick)")
