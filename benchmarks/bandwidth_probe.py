@@ -39,7 +39,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 KERNELS = ("gather", "rmw1", "rmw2", "rmw3")
 # Arrays of (n_features, H) that each solver reads and writes per touched row.
-SOLVER_ARRAYS = {"sgd": 1, "sgd-momentum": 2, "adagrad": 2, "adam": 3}
+SOLVER_ARRAYS = {"sgd": 1, "rowwise_adagrad": 1, "sgd-momentum": 2, "adagrad": 2, "adam": 3}
 
 
 def run_probe(n_rows=2**20, width=256, n_touch=2**18, repeats=5, threads=(1, 2)):

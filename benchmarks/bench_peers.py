@@ -3,7 +3,8 @@
 Peers (each runs in its own child process, so that the child's
 ``ru_maxrss`` is that peer's peak resident memory, data included):
 
-* ``ours-adam``, ``ours-sgd``, ``ours-adagrad``: ``SparseMLPRegressor``,
+* ``ours-adam``, ``ours-sgd``, ``ours-adagrad``, ``ours-rowwise_adagrad``:
+  ``SparseMLPRegressor``,
   one hidden layer of 256 ReLU units, batch 256, float32, ``alpha=0``.
   Each epoch is one ``partial_fit`` call, timed on its own; the first call
   (which allocates and initialises the n_features x 256 weights and the
@@ -63,7 +64,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
 # Order of the runs: the headline pair first, the cheap peers next, variants last,
 # so that a long run interrupted early still has the main comparison.
-ALL_PEERS = ["ours-adam", "sklearn-mlp", "ridge", "torch", "ours-sgd", "ours-adagrad"]
+ALL_PEERS = ["ours-adam", "sklearn-mlp", "ridge", "torch", "ours-sgd", "ours-rowwise_adagrad",
+             "ours-adagrad"]
 HIDDEN = 256
 BATCH = 256
 
@@ -143,7 +145,7 @@ def l2_rows(X):
 def run_ours(cfg, solver, X_train, X_test, y_train, y_test):
     from sksparsenn import SparseMLPRegressor
 
-    lr = {"adam": 1e-3, "sgd": 0.05, "adagrad": 0.05}[solver]
+    lr = {"adam": 1e-3, "sgd": 0.05, "adagrad": 0.05, "rowwise_adagrad": 0.05}[solver]
     model = SparseMLPRegressor(
         hidden_layer_sizes=(HIDDEN,), batch_size=BATCH, solver=solver,
         learning_rate_init=lr, random_state=0, max_iter=cfg["epochs"], tol=0,
@@ -338,7 +340,8 @@ def child_main(args):
 # features are then read in increasing order).
 HEAVY_NNZ = 4096
 # The memory traffic bound each of our peers is compared with.
-BOUND_OF_PEER = {"ours-adam": "adam", "ours-sgd": "sgd-momentum", "ours-adagrad": "adagrad"}
+BOUND_OF_PEER = {"ours-adam": "adam", "ours-sgd": "sgd-momentum", "ours-adagrad": "adagrad",
+                 "ours-rowwise_adagrad": "rowwise_adagrad"}
 
 
 def lower_bound(X_train, threads):

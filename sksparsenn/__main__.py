@@ -38,7 +38,7 @@ def _parse_args(argv):
     # each rare feature a full-size step whenever it appears, so it memorises
     # the training rows (test R^2 below Ridge's); plain gradient steps scale
     # with the evidence a feature has seen.
-    p.add_argument("--solver", default="sgd", choices=["adam", "adagrad", "sgd"])
+    p.add_argument("--solver", default="sgd", choices=["adam", "adagrad", "rowwise_adagrad", "sgd"])
     p.add_argument("--learning-rate-init", type=float, default=0.05)
     p.add_argument("--row-scaling", default="l2", choices=["none", "mean", "sqrt", "l2"],
                    help="scaling of each input row (see SparseMLPRegressor)")
