@@ -257,6 +257,11 @@ class SparseNetwork:
         shapes = [self._state_shape(p.shape) if i == 0 else p.shape for i, p in enumerate(params)]
         self.state = [[_zeros_resident(shape, p.dtype) for shape, p in zip(shapes, params)]
                       for _ in range(N_STATE[self.solver])]
+        if self.solver == "sgd":
+            # The first layer's velocity is only used with momentum, which the
+            # network learns at its first step: until then its pages stay
+            # unmapped (plain SGD never maps them).
+            self.state[0][0] = np.zeros(shapes[0], dtype=params[0].dtype)
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -423,6 +428,8 @@ class SparseNetwork:
                     self.coefs[i] *= decay
         s1 = self.state[0][0]
         s2 = self.state[1][0] if self.solver == "adam" else s1
+        if self.t == 1 and self.solver == "sgd" and hp["momentum"] > 0:
+            s1.fill(0)  # still all zero: map its pages in order now (see _zeros_resident)
         self._lazy_update(plan, D1, self.coefs[0], s1, s2, step_lr, hp, n_threads)
         # This step's decay/threshold stays pending for every lazily
         # regularised row: it is applied by the row's next catch-up.
