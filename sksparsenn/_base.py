@@ -102,6 +102,8 @@ class BaseSparseMLP(BaseEstimator):
         "epsilon": [Interval(Real, 0, None, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "dtype": [StrOptions(set(_DTYPES)), type, np.dtype],
+        "input_dropout": [Interval(Real, 0, 1, closed="left")],
+        "max_norm": [None, Interval(Real, 0, None, closed="neither")],
     }
 
     def __init__(
@@ -132,6 +134,8 @@ class BaseSparseMLP(BaseEstimator):
         epsilon=1e-8,
         n_iter_no_change=10,
         dtype="float32",
+        input_dropout=0.0,
+        max_norm=None,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -158,6 +162,8 @@ class BaseSparseMLP(BaseEstimator):
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
         self.dtype = dtype
+        self.input_dropout = input_dropout
+        self.max_norm = max_norm
 
     # ------------------------------------------------------------------ #
     # Validation helpers
@@ -233,9 +239,12 @@ class BaseSparseMLP(BaseEstimator):
             )
         else:
             self._network = SparseNetwork(
-                layer_units, self.activation, self.solver, dtype, self._random_state, fan_in
+                layer_units, self.activation, self.solver, dtype, self._random_state, fan_in,
+                linear_term=getattr(self, "linear_term", False),
             )
         self.coefs_ = self._network.coefs
+        if self._network.linear_coef is not None:
+            self.linear_coef_ = self._network.linear_coef
         self.intercepts_ = self._network.intercepts
         self.n_iter_ = 0
         self.t_ = 0
@@ -285,6 +294,13 @@ class BaseSparseMLP(BaseEstimator):
             raise ValueError(
                 "activation or dtype changed since the last fit; fit from scratch "
                 "or set warm_start=False."
+            )
+        if (getattr(net, "linear_coef", None) is not None) != bool(
+            getattr(self, "linear_term", False)
+        ):
+            raise ValueError(
+                "linear_term changed since the last fit; fit from scratch or set "
+                "warm_start=False."
             )
 
     def _fit(self, X, y, sample_weight, incremental):
@@ -365,6 +381,8 @@ class BaseSparseMLP(BaseEstimator):
             epsilon=float(self.epsilon),
             momentum=float(self.momentum) if self.solver == "sgd" else 0.0,
             nesterov=bool(self.nesterovs_momentum),
+            input_dropout=float(self.input_dropout),
+            max_norm=None if self.max_norm is None else float(self.max_norm),
         )
 
         interrupted = False

@@ -39,6 +39,7 @@ date before the weights are read from outside.
 import contextlib
 import math
 import threading
+import types
 
 import numpy as np
 from scipy.special import expit
@@ -217,7 +218,7 @@ class SparseNetwork:
         a hidden unit in one row.
     """
 
-    def __init__(self, layer_units, activation, solver, dtype, rng, fan_in):
+    def __init__(self, layer_units, activation, solver, dtype, rng, fan_in, linear_term=False):
         self.layer_units = list(layer_units)
         self.activation = activation
         self.solver = solver
@@ -247,6 +248,20 @@ class SparseNetwork:
         self.reg_acc = 0.0
         self._slot = None
         self.linear_output = True  # the last layer has no activation
+        # Input dropout masks; seeded from the initialisation generator, so
+        # that the draws of ``rng`` (and what subclasses seed from it) do not
+        # depend on whether dropout is used.
+        self.dropout_rng = np.random.default_rng(gen.integers(np.iinfo(np.int64).max))
+        # Wide-and-deep: a linear map from the input straight to the outputs,
+        # stored row per feature like the first layer (Cheng et al., 2016).
+        self.linear_coef = None
+        if linear_term:
+            shape = (n_features, self.layer_units[-1])
+            self.linear_coef = _zeros_resident(shape, self.dtype)
+            self.linear_state = [_zeros_resident(self._state_shape(shape), self.dtype)
+                                 for _ in range(N_STATE[self.solver])]
+            self.lin_logp_feat = np.zeros(n_features, dtype=np.float64)
+            self.lin_acc_feat = np.zeros(n_features, dtype=np.float64)
 
     def _state_shape(self, shape):
         """Shape of the optimizer state of a row-sparse (lazily updated) array."""
@@ -293,6 +308,12 @@ class SparseNetwork:
             if i < n_total - 1 or not self.linear_output:
                 act(Z)
             activations.append(Z)
+        if self.linear_coef is not None and n_layers == n_total:
+            K = self.linear_coef.shape[1]
+            wide = np.empty((rows.shape[0], K), dtype=self.dtype)
+            _k.sparse_forward(X.data, X.indices, X.indptr, rows, scale, self.linear_coef,
+                              np.zeros(K, self.dtype), wide, _threads_for(batch_nnz * K, n_threads))
+            activations[-1] += wide
         return activations
 
     def predict_rows(self, X, rows, scale, n_threads, n_layers=None, chunk_size=4096):
@@ -333,6 +354,8 @@ class SparseNetwork:
             loss = 0.5 * float(np.average(diff * diff, weights=sample_weight, axis=0).mean())
             delta = diff
             delta *= (sample_weight / sw_sum)[:, None]
+        # the linear term's gradient rows come from the output's delta
+        self._delta_out = delta if self.linear_coef is not None else None
         D1, grads = self.backprop(activations, delta)
         return loss, D1, grads
 
@@ -361,6 +384,7 @@ class SparseNetwork:
         penalties = self._penalties(rows, sample_weight, hp)
         if penalties is None:
             return None
+        X, rows = self._input_dropout(X, rows, hp.get("input_dropout", 0.0))
         plan, n_threads = self._first_layer_plan(X, rows, scale, n_threads)
         activations = self.forward(X, rows, scale, n_threads)
         loss, D1, grads = self.backward(activations, y, sample_weight)
@@ -381,6 +405,31 @@ class SparseNetwork:
         threshold = hp["lr"] * hp["alpha_l1"] / sw_sum
         return (decay, threshold) if decay > 0.0 else None
 
+    def _input_dropout(self, X, rows, p):
+        """The batch's rows with each stored value dropped with probability p.
+
+        Kept values are scaled by 1 / (1 - p) ("inverted" dropout, so that
+        nothing changes at prediction time); dropped ones become stored
+        zeros, which the kernels skip: for the step, a dropped feature is
+        absent (its weights and optimizer state are not touched). Costs one
+        copy of the batch's non-zeros. Returns ``(X, rows)`` unchanged when
+        ``p`` is 0, else a CSR-like view of the batch and ``arange(n_rows)``.
+        Row scale factors stay those of the full rows.
+        """
+        if p <= 0.0:
+            return X, rows
+        starts, ends = X.indptr[rows], X.indptr[rows + 1]
+        lens = (ends - starts).astype(np.int64)
+        indptr = np.zeros(rows.shape[0] + 1, dtype=np.int64)
+        np.cumsum(lens, out=indptr[1:])
+        src = np.arange(indptr[-1], dtype=np.int64) - np.repeat(indptr[:-1] - starts, lens)
+        keep = self.dropout_rng.random(src.shape[0]) >= p
+        data = np.where(keep, X.data[src] * self.dtype.type(1.0 / (1.0 - p)), 0)
+        batch = types.SimpleNamespace(data=data.astype(self.dtype, copy=False),
+                                      indices=X.indices[src],
+                                      indptr=indptr.astype(X.indptr.dtype, copy=False))
+        return batch, np.arange(rows.shape[0], dtype=np.int64)
+
     def _slot_map(self):
         if self._slot is None:
             self._slot = np.full(self.layer_units[0], -1, dtype=np.int64)
@@ -399,6 +448,9 @@ class SparseNetwork:
         if self.reg_logp != 0.0 or self.reg_acc != 0.0:
             _k.catch_up_rows(W1, self.reg_logp_feat, self.reg_acc_feat, plan[0],
                              self.reg_logp, self.reg_acc, n_threads)
+            if self.linear_coef is not None:
+                _k.catch_up_rows(self.linear_coef, self.lin_logp_feat, self.lin_acc_feat,
+                                 plan[0], self.reg_logp, self.reg_acc, n_threads)
         return plan, n_threads
 
     def _next_step_lr(self, hp):
@@ -407,12 +459,12 @@ class SparseNetwork:
             return hp["lr"] * math.sqrt(1 - hp["beta_2"] ** self.t) / (1 - hp["beta_1"] ** self.t)
         return hp["lr"]
 
-    def _lazy_update(self, plan, D, W, s1, s2, step_lr, hp, n_threads):
+    def _lazy_update(self, plan, D, W, s1, s2, step_lr, hp, n_threads, max_norm=0.0):
         """Fused gradient and optimizer update of the plan's rows of W."""
         _k.sparse_update(
             *plan, D, W, s1, s2,
             SOLVERS[self.solver], step_lr, hp["beta_1"], hp["beta_2"], hp["epsilon"],
-            hp["momentum"], hp["nesterov"], n_threads,
+            hp["momentum"], hp["nesterov"], n_threads, max_norm,
         )
 
     def _update(self, plan, D1, grads, step_lr, penalties, hp, n_threads):
@@ -430,7 +482,12 @@ class SparseNetwork:
         s2 = self.state[1][0] if self.solver == "adam" else s1
         if self.t == 1 and self.solver == "sgd" and hp["momentum"] > 0:
             s1.fill(0)  # still all zero: map its pages in order now (see _zeros_resident)
-        self._lazy_update(plan, D1, self.coefs[0], s1, s2, step_lr, hp, n_threads)
+        self._lazy_update(plan, D1, self.coefs[0], s1, s2, step_lr, hp, n_threads,
+                          hp.get("max_norm") or 0.0)
+        if self.linear_coef is not None:
+            ls = self.linear_state
+            self._lazy_update(plan, self._delta_out, self.linear_coef, ls[0],
+                              ls[1] if self.solver == "adam" else ls[0], step_lr, hp, n_threads)
         # This step's decay/threshold stays pending for every lazily
         # regularised row: it is applied by the row's next catch-up.
         if decay != 1.0 or threshold != 0.0:
@@ -472,14 +529,23 @@ class SparseNetwork:
                 self.coefs[0], self.reg_logp_feat, self.reg_acc_feat,
                 self.reg_logp, self.reg_acc, n_threads,
             )
+            if self.linear_coef is not None:
+                _k.catch_up_all(self.linear_coef, self.lin_logp_feat, self.lin_acc_feat,
+                                self.reg_logp, self.reg_acc, n_threads)
             self.reg_logp = 0.0
             self.reg_acc = 0.0
 
     def copy_params(self):
-        return [c.copy() for c in self.coefs], [b.copy() for b in self.intercepts]
+        coefs = [c.copy() for c in self.coefs]
+        if self.linear_coef is not None:
+            coefs.append(self.linear_coef.copy())
+        return coefs, [b.copy() for b in self.intercepts]
 
     def set_params_from(self, coefs, intercepts):
         """Copy weights into the existing arrays (references stay valid)."""
+        if self.linear_coef is not None:
+            self.linear_coef[...] = coefs[-1]
+            coefs = coefs[:-1]
         for dst, src in zip(self.coefs, coefs):
             dst[...] = src
         for dst, src in zip(self.intercepts, intercepts):
@@ -584,7 +650,10 @@ class SparseAutoencoderNetwork(SparseNetwork):
         penalties = self._penalties(rows, sample_weight, hp)
         if penalties is None:
             return None
-        plan, n_threads = self._first_layer_plan(X, rows, scale, n_threads)
+        # With input dropout the encoder sees the corrupted rows and the loss
+        # targets the clean ones: a denoising autoencoder (Vincent et al., 2008).
+        Xin, rows_in = self._input_dropout(X, rows, hp.get("input_dropout", 0.0))
+        plan, n_threads = self._first_layer_plan(Xin, rows_in, scale, n_threads)
         n_rows = rows.shape[0]
         pair_row, pair_col, target, weight, indptr = self.sample_pairs(X, rows, scale)
         batch = np.arange(n_rows, dtype=np.int64)
@@ -597,7 +666,7 @@ class SparseAutoencoderNetwork(SparseNetwork):
             _k.catch_up_rows(Wd, self.dec_logp_feat, self.dec_acc_feat, touched,
                              self.reg_logp, 0.0, n_threads)
 
-        activations = self.forward(X, rows, scale, n_threads)
+        activations = self.forward(Xin, rows_in, scale, n_threads)
         code = activations[-1]
         out = np.empty(pair_col.shape[0], dtype=self.dtype)
         _k.sampled_dot(code, Wd, bd[:, 0], pair_row, pair_col, out, n_threads)

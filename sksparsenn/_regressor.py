@@ -27,11 +27,15 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
     activation : {'identity', 'logistic', 'tanh', 'relu'}, default='relu'
         Activation function of the hidden layers.
 
-    solver : {'adam', 'adagrad', 'sgd'}, default='adam'
+    solver : {'adam', 'adagrad', 'rowwise_adagrad', 'sgd'}, default='adam'
         Optimizer. 'adam' is scikit-learn's Adam with lazy updates of the
         first layer (the moments of a feature's row move only when the feature
         is in the batch, as in PyTorch's SparseAdam); 'adagrad' gives rare
-        features larger steps (Duchi et al., 2011); 'sgd' is stochastic
+        features larger steps (Duchi et al., 2011); 'rowwise_adagrad' is
+        Adagrad with one accumulator per first-layer row (the mean of the
+        row's squared gradients, as FBGEMM's row-wise Adagrad for embedding
+        tables): its first-layer state is one number per feature instead of
+        H1, and a step moves a third of Adam's bytes; 'sgd' is stochastic
         gradient descent with (Nesterov) momentum and the learning-rate
         schedules of ``learning_rate``.
 
@@ -51,11 +55,14 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
         How each input row is scaled before the first layer, on the fly (X is
         never copied): 'none' uses the row as it is; 'mean' divides by its
         number of non-zeros, 'sqrt' by the square root of that number, 'l2'
-        by its Euclidean norm (TensorFlow's embedding combiners 'sum', 'mean'
-        and 'sqrtn' are the first three). With rows whose number of non-zeros
-        differs by orders of magnitude, scaling keeps an almost-full row from
-        producing a first-layer output thousands of times larger than a
-        typical row's.
+        by its Euclidean norm. The scale multiplies the row's contribution to
+        the first layer and to its gradient. These are TensorFlow's embedding
+        combiners: 'none' is 'sum'; 'l2' is 'sqrtn' (the weighted sum divided
+        by the square root of the sum of the squared weights); on rows whose
+        stored values are all 1, 'mean' is 'mean' and 'sqrt' is 'sqrtn'. With
+        rows whose number of non-zeros differs by orders of magnitude,
+        scaling keeps an almost-full row from producing a first-layer output
+        orders of magnitude larger than a typical row's.
 
     batch_size : int or 'auto', default='auto'
         Size of the minibatches; 'auto' is ``min(200, n_samples)``.
@@ -124,19 +131,49 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
         converted to it once, without a copy when it already has it).
         float32 halves the memory of the (n_features, H) arrays.
 
+    input_dropout : float, default=0.0
+        Probability of dropping each stored non-zero of a training row at
+        each step (Srivastava et al., 2014); kept values are scaled by
+        ``1 / (1 - input_dropout)``, so prediction uses the plain rows. It
+        costs one copy of the batch's non-zeros per step. For a linear model
+        it acts as an L2 penalty adapted to each feature's frequency (Wager,
+        Wang and Liang, 2013): rare features are held back more. A dropped
+        feature is absent from that step (its weights and optimizer state
+        are not touched). Row scale factors are those of the full rows.
+
+    max_norm : float or None, default=None
+        If set, after each update every updated first-layer row (the weights
+        of one input feature) whose L2 norm exceeds ``max_norm`` is scaled
+        back to it (Srebro and Shraibman, 2005; used with dropout by
+        Srivastava et al., 2014). It bounds how far a rare feature's weights
+        can move. The lazy L2/L1 penalties only shrink rows further.
+
+    linear_term : bool, default=False
+        Wide-and-deep (Cheng et al., 2016): add a linear map from the
+        (row-scaled) input straight to the outputs, ``X @ linear_coef_``,
+        trained jointly with the network by the same solver and penalties
+        (``alpha``, ``alpha_l1``), so that the network only has to learn
+        what a linear model cannot. It is stored row per feature and updated
+        lazily like the first layer: a step costs O(nnz x n_outputs) more,
+        and memory grows by ``n_features * n_outputs`` values times the
+        solver's state. It starts at zero.
+
     Attributes
     ----------
     loss_ : float
         Loss of the last epoch (half the mean squared error, averaged over
         samples and outputs; the penalties are not included).
 
+    linear_coef_ : ndarray of shape (n_features, n_outputs)
+        Weights of the linear term; only with ``linear_term=True``.
+
     best_loss_ : float or None
         Smallest loss seen; None with ``early_stopping``.
 
-    loss_curve_ : list of shape (n_iter_,)
+    loss_curve_ : list of shape (`n_iter_`,)
         Loss of each epoch.
 
-    validation_scores_ : list of shape (n_iter_,) or None
+    validation_scores_ : list of shape (`n_iter_`,) or None
         R^2 on the held-out rows after each epoch with ``early_stopping``.
 
     best_validation_score_ : float or None
@@ -151,10 +188,14 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
     intercepts_ : list of shape (n_layers - 1,)
         Bias vectors.
 
+    feature_importances_ : ndarray of shape (`n_features_in_`,)
+        L2 norm of each feature's row of ``coefs_[0]``; exactly 0 for the
+        features that ``alpha_l1`` has removed. Computed on access.
+
     n_features_in_ : int
         Number of features seen during fit.
 
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during fit, when X has string column names.
 
     n_iter_ : int
@@ -171,27 +212,133 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
 
     See Also
     --------
+    SparseMLPTransformer : The same network as a feature extractor, or an
+        autoencoder trained without y.
     sklearn.neural_network.MLPRegressor : The dense equivalent.
     sklearn.linear_model.Ridge : The linear baseline on the same sparse input.
 
     Notes
     -----
-    The kernels use the number of OpenMP threads allowed at each call
-    (``OMP_NUM_THREADS``, ``threadpoolctl.threadpool_limits``).
+    A training step on a minibatch with ``nnz`` stored non-zeros costs
+    O(nnz x H1) for the first layer (forward pass, gradient and optimizer
+    update together) plus the cost of the dense layers, which does not depend
+    on ``n_features`` either. Passes over the whole (n_features, H1) matrix
+    happen only at initialisation, at the end of each call to ``fit`` or
+    ``partial_fit`` (to bring the lazy penalties up to date), at the end of
+    each epoch with ``early_stopping``, when ``feature_importances_`` is
+    read, and, rarely, when the accumulated L2 decay gets very small.
+
+    Memory: ``coefs_[0]`` and the optimizer state of the first layer
+    dominate. With b bytes per value of ``dtype``, they take
+    ``n_features * H1 * b`` bytes times 2 for 'sgd' with momentum (the
+    velocity; with ``momentum=0`` its memory is reserved but never mapped)
+    and 'adagrad' (sum of squared gradients), times 3 for 'adam' (two
+    moments), and times 1 (plus ``n_features * b``) for 'rowwise_adagrad';
+    plus 24 bytes per feature of bookkeeping. ``early_stopping`` adds a
+    copy of the best weights.
+
+    The kernels use the number of OpenMP threads allowed when a method is
+    called (``OMP_NUM_THREADS``, ``threadpoolctl.threadpool_limits``); the
+    results do not depend on it. While a method runs, BLAS is held to one
+    thread when the dense layers are small (fewer than 2**24 multiply-adds
+    per product), so that its threads do not compete with the kernels'.
 
     Examples
     --------
+    >>> import numpy as np
     >>> from sksparsenn import SparseMLPRegressor
     >>> from sksparsenn.datasets import make_sparse_regression
-    >>> X, y = make_sparse_regression(n_samples=2000, n_features=2**16,
+    >>> X, y = make_sparse_regression(n_samples=200, n_features=1000,
     ...                               random_state=0)
-    >>> X.shape, X.format
-    ((2000, 65536), 'csr')
-    >>> reg = SparseMLPRegressor(hidden_layer_sizes=(32,), max_iter=5,
-    ...                          random_state=0).fit(X[:1500], y[:1500])
-    >>> reg.predict(X[1500:]).shape
-    (500, 8)
+    >>> X.format, X.shape, y.shape
+    ('csr', (200, 1000), (200, 8))
+    >>> reg = SparseMLPRegressor(hidden_layer_sizes=(16,),
+    ...                          learning_rate_init=0.01,
+    ...                          random_state=0).fit(X[:150], y[:150])
+    >>> reg.predict(X[150:]).shape
+    (50, 8)
+    >>> reg.coefs_[0].shape  # the sparse first layer: one row per feature
+    (1000, 16)
+    >>> reg.feature_importances_.shape
+    (1000,)
+
+    One target and per-sample weights:
+
+    >>> weights = np.ones(150)
+    >>> weights[:10] = 2.0
+    >>> reg_one = SparseMLPRegressor(hidden_layer_sizes=(16,),
+    ...                              learning_rate_init=0.01, random_state=0)
+    >>> reg_one.fit(X[:150], y[:150, 0], sample_weight=weights).predict(X[150:]).shape
+    (50,)
     """
+
+    _parameter_constraints: dict = {
+        **BaseSparseMLP._parameter_constraints,
+        "linear_term": ["boolean"],
+    }
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        solver="adam",
+        alpha=0.0001,
+        alpha_l1=0.0,
+        row_scaling="sqrt",
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=0.001,
+        power_t=0.5,
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        verbose=False,
+        warm_start=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        n_iter_no_change=10,
+        dtype="float32",
+        input_dropout=0.0,
+        max_norm=None,
+        linear_term=False,
+    ):
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes,
+            activation=activation,
+            solver=solver,
+            alpha=alpha,
+            alpha_l1=alpha_l1,
+            row_scaling=row_scaling,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init,
+            power_t=power_t,
+            max_iter=max_iter,
+            shuffle=shuffle,
+            random_state=random_state,
+            tol=tol,
+            verbose=verbose,
+            warm_start=warm_start,
+            momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            beta_1=beta_1,
+            beta_2=beta_2,
+            epsilon=epsilon,
+            n_iter_no_change=n_iter_no_change,
+            dtype=dtype,
+            input_dropout=input_dropout,
+            max_norm=max_norm,
+        )
+        self.linear_term = linear_term
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):

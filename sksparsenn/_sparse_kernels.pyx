@@ -506,6 +506,7 @@ def sparse_update(
     double momentum,
     bint nesterov,
     int n_threads,
+    double max_norm=0.0,
 ):
     """One optimizer step on the rows of ``W`` of the batch's features.
 
@@ -519,6 +520,10 @@ def sparse_update(
     (n_features, 1)): ``G += mean(g**2)``; ``w -= lr * g / (sqrt(G) + eps)``,
     as the embedding tables of large recommendation models (FBGEMM's
     EXACT_ROWWISE_ADAGRAD). It moves a third of Adam's bytes per row.
+
+    With ``max_norm > 0``, an updated row whose L2 norm exceeds ``max_norm``
+    is scaled back to that norm (Srebro and Shraibman, 2005; Srivastava et
+    al., 2014), while the row is still in cache.
     """
     cdef Py_ssize_t H = W.shape[1]
     cdef Py_ssize_t n_feat = features.shape[0], f, h, j
@@ -531,6 +536,8 @@ def sparse_update(
     cdef floating* s1
     cdef floating* s2
     cdef floating gh, vel, acc, row_lr
+    cdef double sumsq
+    cdef floating f_max_norm = <floating> max_norm
     cdef floating f_lr = <floating> lr
     cdef floating f_b1 = <floating> beta_1
     cdef floating f_b2 = <floating> beta_2
@@ -592,6 +599,14 @@ def sparse_update(
             else:
                 for h in range(H):
                     w[h] = w[h] - f_lr * g[h]
+            if max_norm > 0:
+                sumsq = 0
+                for h in range(H):
+                    sumsq = sumsq + <double> w[h] * w[h]
+                if sumsq > max_norm * max_norm:
+                    row_lr = <floating> (max_norm / sqrt(sumsq))
+                    for h in range(H):
+                        w[h] = w[h] * row_lr
 
 
 def catch_up_all(

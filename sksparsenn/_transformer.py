@@ -38,7 +38,7 @@ class SparseMLPTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
     activation : {'identity', 'logistic', 'tanh', 'relu'}, default='relu'
         Activation of the hidden layers (and so of the features).
 
-    solver : {'adam', 'adagrad', 'sgd'}, default='adam'
+    solver : {'adam', 'adagrad', 'rowwise_adagrad', 'sgd'}, default='adam'
         Optimizer; see :class:`SparseMLPRegressor`.
 
     alpha : float, default=0.0001
@@ -107,17 +107,27 @@ class SparseMLPTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
     dtype : {'float32', 'float64'} or numpy float type, default='float32'
         Compute dtype, and dtype of the output of ``transform``.
 
+    input_dropout : float, default=0.0
+        Input dropout on the stored non-zeros, as in
+        :class:`SparseMLPRegressor`. With the reconstruction objective the
+        encoder sees the corrupted rows and the loss targets the clean ones
+        (a denoising autoencoder, Vincent et al., 2008).
+
+    max_norm : float or None, default=None
+        Max-norm constraint on the first-layer rows, as in
+        :class:`SparseMLPRegressor`.
+
+    zero_sampling : float, default=1.0
+        Unsupervised fit only: how many zero columns of a row are sampled for
+        its reconstruction loss, per non-zero of the row (at least one). More
+        samples give a less noisy loss at a proportional cost; 1.0 samples as
+        many zeros as the row has non-zeros.
+
     objective : {'auto', 'targets', 'reconstruction'}, default='auto'
         What the network is trained for: 'targets' predicts y, 'reconstruction'
         trains the autoencoder and ignores y (use it inside a Pipeline, which
         always passes y), 'auto' predicts y when it is given and reconstructs
         X otherwise.
-
-    zero_sampling : float, default=1.0
-        Unsupervised fit only: how many zero columns of a row are sampled for
-        its reconstruction loss, per non-zero of the row (at least one). More
-        samples give a less noisy loss at a proportional cost; 1.0 balances
-        the row's non-zeros and zeros, as Dauphin et al. recommend.
 
     Attributes
     ----------
@@ -158,10 +168,14 @@ class SparseMLPTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
     out_activation_ : str
         Output activation of the training network, 'identity'.
 
+    feature_importances_ : ndarray of shape (`n_features_in_`,)
+        L2 norm of each feature's row of ``coefs_[0]``; exactly 0 for the
+        features that ``alpha_l1`` has removed. Computed on access.
+
     n_features_in_ : int
         Number of input features.
 
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of the input features, when X has string column names.
 
     See Also
@@ -169,28 +183,53 @@ class SparseMLPTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
     SparseMLPRegressor : The same network used as a regressor.
     sklearn.decomposition.TruncatedSVD : Unsupervised linear features of sparse input.
 
+    Notes
+    -----
+    Trained without y, the network has a linear decoder with one weight row
+    per input feature, like the first layer: it adds n_features x H_code
+    weights (H_code is ``hidden_layer_sizes[-1]``) and their optimizer state,
+    about twice the memory of the regressor when there is one hidden layer.
+    A step reads and updates only the decoder rows of the columns in its
+    loss: the row's non-zeros and the sampled zeros.
+
     Examples
     --------
     >>> from sklearn.linear_model import Ridge
     >>> from sklearn.pipeline import make_pipeline
     >>> from sksparsenn import SparseMLPTransformer
     >>> from sksparsenn.datasets import make_sparse_regression
-    >>> X, y = make_sparse_regression(n_samples=2000, n_features=2**16,
+    >>> X, y = make_sparse_regression(n_samples=200, n_features=1000,
     ...                               random_state=0)
-    >>> features = SparseMLPTransformer(hidden_layer_sizes=(16,), max_iter=5,
+
+    Features learned for the targets y:
+
+    >>> features = SparseMLPTransformer(hidden_layer_sizes=(16,),
+    ...                                 learning_rate_init=0.01,
     ...                                 random_state=0).fit(X, y)
     >>> features.transform(X[:3]).shape
     (3, 16)
     >>> features.get_feature_names_out()[:2]
     array(['sparsemlptransformer0', 'sparsemlptransformer1'], dtype=object)
-    >>> pipe = make_pipeline(SparseMLPTransformer(hidden_layer_sizes=(16,),
-    ...                                           max_iter=5, random_state=0),
-    ...                      Ridge()).fit(X, y)
-    >>> codes = SparseMLPTransformer(hidden_layer_sizes=(16,), max_iter=2,
-    ...                              objective="reconstruction",
-    ...                              random_state=0).fit(X).transform(X[:3])
-    >>> codes.shape
+
+    The same inside a Pipeline, feeding a linear model:
+
+    >>> pipe = make_pipeline(
+    ...     SparseMLPTransformer(hidden_layer_sizes=(16,),
+    ...                          learning_rate_init=0.01, random_state=0),
+    ...     Ridge(),
+    ... ).fit(X, y)
+    >>> pipe.predict(X[:3]).shape
+    (3, 8)
+
+    Without y, an autoencoder trained with reconstruction sampling:
+
+    >>> autoencoder = SparseMLPTransformer(hidden_layer_sizes=(16,),
+    ...                                    objective="reconstruction",
+    ...                                    random_state=0).fit(X)
+    >>> autoencoder.transform(X[:3]).shape
     (3, 16)
+    >>> autoencoder.n_outputs_  # the network reconstructs every input column
+    1000
     """
 
     _parameter_constraints: dict = {
@@ -227,6 +266,8 @@ class SparseMLPTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         epsilon=1e-8,
         n_iter_no_change=10,
         dtype="float32",
+        input_dropout=0.0,
+        max_norm=None,
         zero_sampling=1.0,
         objective="auto",
     ):
@@ -256,6 +297,8 @@ class SparseMLPTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
             epsilon=epsilon,
             n_iter_no_change=n_iter_no_change,
             dtype=dtype,
+            input_dropout=input_dropout,
+            max_norm=max_norm,
         )
         self.zero_sampling = zero_sampling
         self.objective = objective

@@ -1,4 +1,9 @@
-"""Synthetic data shaped like very wide, very sparse regression problems."""
+"""Synthetic data shaped like very wide, very sparse regression problems.
+
+The one generator here, :func:`make_sparse_regression`, makes count rows with
+a Zipf-like feature distribution, a few almost-full rows and targets from a
+nonlinear teacher network: the kind of data the estimators are made for.
+"""
 
 from numbers import Integral, Real
 
@@ -123,6 +128,11 @@ def make_sparse_regression(
     y : ndarray of shape (n_samples, n_targets)
         Targets.
 
+    See Also
+    --------
+    sklearn.datasets.make_regression : Dense linear regression problems.
+    sksparsenn.SparseMLPRegressor : The network these data sets are made for.
+
     Examples
     --------
     >>> from sksparsenn.datasets import make_sparse_regression
@@ -132,6 +142,14 @@ def make_sparse_regression(
     ((1000, 262144), (1000, 8))
     >>> bool(X.getnnz(axis=1).max() > 50 * X.getnnz(axis=1).mean())
     True
+
+    The rows are count vectors with sorted indices; their number of
+    non-zeros spans orders of magnitude:
+
+    >>> X.has_sorted_indices, X.dtype
+    (True, dtype('float32'))
+    >>> int((X.getnnz(axis=1) > 0.1 * X.shape[1]).sum())  # almost-full rows
+    1
     """
     rng = check_random_state(random_state)
     gen = np.random.default_rng(rng.randint(np.iinfo(np.int32).max))

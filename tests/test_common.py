@@ -7,7 +7,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from sksparsenn import SparseMLPRegressor, SparseMLPTransformer
 
 # Each expected failure carries the reason it cannot pass. They concern the
-# float32 default only: the float64 instance passes every check.
+# float32 default and input dropout only: the other float64 instances pass
+# every check.
 _WEIGHTS_VS_REPEATS = (
     "float32 compute dtype: equal in exact arithmetic, but a weighted row and its "
     "repeated copies are summed in a different order, which changes float32 "
@@ -25,7 +26,17 @@ FLOAT32_EXPECTED_FAILED_CHECKS = {
 }
 
 
+_DROPOUT_DRAWS = (
+    "input dropout draws one mask value per stored non-zero: a row repeated "
+    "twice gets two independent masks where its weighted copy gets one, so the "
+    "fits differ by design (with input_dropout=0 the float64 instances pass)"
+)
+
+
 def _expected_failed_checks(estimator):
+    if estimator.input_dropout > 0:
+        return {"check_sample_weight_equivalence_on_dense_data": _DROPOUT_DRAWS,
+                "check_sample_weight_equivalence_on_sparse_data": _DROPOUT_DRAWS}
     if estimator.dtype not in ("float32", np.float32):
         return {}
     expected = dict(FLOAT32_EXPECTED_FAILED_CHECKS)
@@ -41,6 +52,9 @@ def _instances():
         SparseMLPRegressor(hidden_layer_sizes=(16,), random_state=0),
         SparseMLPRegressor(hidden_layer_sizes=(8, 4), solver="adagrad", learning_rate_init=0.05, row_scaling="l2",
                            dtype="float64", random_state=0),
+        SparseMLPRegressor(hidden_layer_sizes=(8,), solver="rowwise_adagrad", learning_rate_init=0.05,
+                           linear_term=True, input_dropout=0.2, max_norm=3.0, dtype="float64",
+                           random_state=0),
         SparseMLPTransformer(hidden_layer_sizes=(8,), random_state=0),
         SparseMLPTransformer(hidden_layer_sizes=(8, 3), dtype="float64", random_state=0),
         SparseMLPTransformer(hidden_layer_sizes=(8,), objective="reconstruction",

@@ -174,10 +174,17 @@ def _penalty_denominator(hp, Xb, sw):
 class DenseReference:
     """Eager dense implementation of one SparseNetwork training step."""
 
-    def __init__(self, coefs, intercepts, activation, solver):
+    def __init__(self, coefs, intercepts, activation, solver, linear_term=False):
         self.W = [np.array(c, dtype=np.float64, copy=True) for c in coefs]
         self.b = [np.array(c, dtype=np.float64, copy=True) for c in intercepts]
         self.activation = activation
+        # wide-and-deep: a linear map from the scaled input to the outputs,
+        # starting at zero, updated and regularised like the first layer
+        self.Wlin = np.zeros((self.W[0].shape[0], self.W[-1].shape[1])) if linear_term else None
+        if linear_term:
+            n_lin = 2 if solver == "adam" else 1
+            width = 1 if solver == "rowwise_adagrad" else self.Wlin.shape[1]
+            self.lin_state = [np.zeros((self.Wlin.shape[0], width)) for _ in range(n_lin)]
         self.solver = solver
         self.t = 0
         n_state = 2 if solver == "adam" else 1
@@ -199,6 +206,8 @@ class DenseReference:
             else:
                 Z = A @ self.W[l] + self.b[l]
             A = _act(self.activation, Z) if l < n - 1 else Z
+            if l == n - 1 and self.Wlin is not None:
+                A = A + s[:, None] * (Xb @ self.Wlin)
             Zs.append(Z)
             As.append(A)
         return Zs, As
@@ -212,6 +221,7 @@ class DenseReference:
         n = len(self.W)
         gW, gb = [None] * n, [None] * n
         delta = c[:, None] * (P - Y)  # dL/dZ_out
+        self.g_lin = None if self.Wlin is None else (s[:, None] * Xb).T @ delta
         for l in range(n - 1, -1, -1):
             inp = s[:, None] * Xb if l == 0 else As[l - 1]
             gW[l] = inp.T @ delta
@@ -267,13 +277,26 @@ class DenseReference:
             if i == 0:  # lazy first layer: absent rows keep weights and state
                 new_w = np.where(touched[:, None], new_w, params[i])
                 new_st = [np.where(touched[:, None], a, b) for a, b in zip(new_st, st)]
+                if hp.get("max_norm"):  # touched rows above the norm are scaled to it
+                    norms = np.sqrt((new_w ** 2).sum(axis=1, keepdims=True))
+                    over = touched[:, None] & (norms > hp["max_norm"])
+                    new_w = np.where(over, new_w * hp["max_norm"] / np.maximum(norms, 1e-300),
+                                     new_w)
             params[i][...] = new_w
             for k in range(len(self.state)):
                 self.state[k][i][...] = new_st[k]
+        if self.Wlin is not None:
+            new_w, new_st = self._optimizer(self.Wlin, self.g_lin, self.lin_state, hp, lr_t,
+                                            first_layer=True)
+            self.Wlin[...] = np.where(touched[:, None], new_w, self.Wlin)
+            for k in range(len(self.lin_state)):
+                self.lin_state[k][...] = np.where(touched[:, None], new_st[k], self.lin_state[k])
         denom = _penalty_denominator(hp, Xb, sw)
         decay = 1.0 - lr * hp["alpha"] / denom
         threshold = lr * hp["alpha_l1"] / denom
         self.W[0][...] = _soft(decay * self.W[0], threshold)
+        if self.Wlin is not None:
+            self.Wlin[...] = _soft(decay * self.Wlin, threshold)
         for l in range(1, n):
             self.W[l] *= decay
         return loss
@@ -305,11 +328,11 @@ def _hp(solver_case, alpha, alpha_l1, lr=0.05):
                         momentum=momentum, nesterov=nesterov)
 
 
-def _make_pair(solver, activation, seed=0):
+def _make_pair(solver, activation, seed=0, linear_term=False):
     net = SparseNetwork(layer_units=[N_FEATURES] + HIDDEN + [N_OUT], activation=activation,
                         solver=solver, dtype=np.float64, rng=np.random.RandomState(seed),
-                        fan_in=5.0)
-    ref = DenseReference(net.coefs, net.intercepts, activation, solver)
+                        fan_in=5.0, linear_term=linear_term)
+    ref = DenseReference(net.coefs, net.intercepts, activation, solver, linear_term)
     return net, ref
 
 
@@ -330,6 +353,12 @@ def _assert_matches(net, ref, step=None, flush_copy=True, rtol=RTOL, atol=ATOL):
         for i in range(len(ref.state[k])):
             np.testing.assert_allclose(net.state[k][i], ref.state[k][i], rtol=rtol, atol=atol,
                                        err_msg=f"state[{k}][{i}] {msg}")
+    if ref.Wlin is not None:
+        np.testing.assert_allclose(net.linear_coef, ref.Wlin, rtol=rtol, atol=atol,
+                                   err_msg=f"linear_coef {msg}")
+        for k in range(len(ref.lin_state)):
+            np.testing.assert_allclose(net.linear_state[k], ref.lin_state[k], rtol=rtol,
+                                       atol=atol, err_msg=f"linear_state[{k}] {msg}")
 
 
 def _run(X, Y, sw, batches, net, ref, hp, row_scaling, check_every_step=True,
@@ -655,3 +684,64 @@ def test_regularisation_switched_off_mid_run(data, solver_case):
     hp_steps = [hp, hp, hp, off, off, hp, hp, off, hp, hp]
     net, ref = _make_pair(solver, "tanh")
     _run(X, Y, None, full, net, ref, hp, "none", hp_per_step=hp_steps)
+
+
+# --------------------------------------------------------------------------- #
+# Options against a tuned linear model (wide-and-deep, max-norm, input dropout)
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("reg", ["noreg", "l2l1"])
+@pytest.mark.parametrize("solver_case", ["sgd_momentum", "adam", "rowwise_adagrad"])
+def test_linear_term_matches_dense_reference(data, solver_case, reg):
+    """Wide-and-deep: the linear term is trained jointly and regularised lazily."""
+    X, Y, sw, batches = data
+    solver, hp = _hp(solver_case, *REG_CASES[reg])
+    net, ref = _make_pair(solver, "tanh", linear_term=True)
+    _run(X, Y, sw, batches, net, ref, hp, "sqrt")
+    assert np.abs(net.linear_coef).max() > 0
+
+
+@pytest.mark.parametrize("solver_case", ["sgd_plain", "adam", "adagrad"])
+def test_max_norm_matches_dense_reference(data, solver_case):
+    X, Y, sw, batches = data
+    solver, hp = _hp(solver_case, 0.5, 0.0, lr=0.3)
+    hp["max_norm"] = 0.6
+    net, ref = _make_pair(solver, "relu")
+    _run(X, Y, None, batches, net, ref, hp, "none")
+    norms = np.sqrt((net.coefs[0] ** 2).sum(axis=1))
+    assert norms.max() <= 0.6 * (1 + 1e-12)
+    # the constraint was active: some rows sit exactly on it (before later decay)
+    unconstrained, _ = _make_pair(solver, "relu")
+    scale = compute_row_scales(X, "none", N_THREADS)
+    for rows in batches:
+        unconstrained.step(X, rows, scale[rows], Y[rows], None, dict(hp, max_norm=None),
+                           N_THREADS)
+    unconstrained.flush_regularization(N_THREADS)
+    assert np.sqrt((unconstrained.coefs[0] ** 2).sum(axis=1)).max() > 0.6
+
+
+@pytest.mark.parametrize("solver_case", ["sgd_momentum", "adam"])
+def test_input_dropout_equals_a_step_on_the_masked_batch(data, solver_case):
+    """A dropout step is a plain step on the batch with the dropped values zeroed
+    and the kept ones scaled by 1 / (1 - p); row scales stay the full rows'."""
+    X, Y, sw, batches = data
+    p = 0.3
+    solver, hp = _hp(solver_case, 0.5, 0.2)
+    net, _ = _make_pair(solver, "tanh", linear_term=True)
+    plain, _ = _make_pair(solver, "tanh", linear_term=True)
+    scale = compute_row_scales(X, "l2", N_THREADS)
+    n_dropped = 0
+    for rows in batches:
+        draw = copy.deepcopy(net.dropout_rng)
+        Xb = X[rows].tocsr()
+        keep = draw.random(Xb.nnz) >= p
+        n_dropped += int((~keep & (Xb.data != 0)).sum())
+        Xb.data = np.where(keep, Xb.data * (1.0 / (1 - p)), 0.0)  # stored zeros: absent
+        loss = net.step(X, rows, scale[rows], Y[rows], sw[rows], dict(hp, input_dropout=p),
+                        N_THREADS)
+        local = np.arange(rows.shape[0], dtype=np.int64)
+        ref_loss = plain.step(Xb, local, scale[rows], Y[rows], sw[rows], hp, N_THREADS)
+        assert loss == ref_loss
+    assert n_dropped > 10
+    for a, b in zip(net.coefs + net.intercepts + [net.linear_coef],
+                    plain.coefs + plain.intercepts + [plain.linear_coef]):
+        np.testing.assert_array_equal(a, b)
