@@ -23,5 +23,6 @@ except ImportError as exc:  # pragma: no cover - depends on how Python was start
 from ._regressor import SparseMLPRegressor
 from ._transformer import SparseMLPTransformer
 from ._version import __version__
+from .stream import fit_stream
 
-__all__ = ["SparseMLPRegressor", "SparseMLPTransformer", "__version__"]
+__all__ = ["SparseMLPRegressor", "SparseMLPTransformer", "fit_stream", "__version__"]

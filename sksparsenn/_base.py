@@ -66,6 +66,9 @@ class _InterruptFlag:
 
     def _handler(self, signum, frame):
         self.raised = True
+        outer = getattr(self._previous, "__self__", None)
+        if isinstance(outer, _InterruptFlag):  # an enclosing loop (fit_stream) stops too
+            outer._handler(signum, frame)
 
     def __exit__(self, *exc):
         if self._previous is not None:
