@@ -49,6 +49,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",  # ships MathJax with the pages: math renders offline
     "numpydoc",
     "matplotlib.sphinxext.plot_directive",
 ]

@@ -13,7 +13,7 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
     with up to millions of features: the first layer is computed by OpenMP
     kernels that touch only the non-zeros of each minibatch, so a training
     step costs time proportional to the batch's non-zeros, never to
-    ``n_features``. The optimizers ('adam', 'adagrad', 'sgd') and the
+    ``n_features``. The optimizers ('adam', 'adagrad', 'rowwise_adagrad', 'sgd') and the
     regularisation of the first layer are lazy: they read and write only the
     weight rows of the features present in the batch.
 
