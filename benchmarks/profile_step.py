@@ -1,0 +1,101 @@
+"""Where a training step's time goes, phase by phase.
+
+Drives ``SparseNetwork`` directly on the built-in data and times each phase
+of every step of the last of ``--epochs`` epochs, split between the batches
+that hold an almost-full row (``heavy``: more than 4,096 stored values) and
+the others:
+
+* ``plan``: grouping the batch by feature (``batch_transpose``) and the lazy
+  penalties' catch-up;
+* ``forward``: the sparse first layer and the dense layers;
+* ``backward``: loss and gradients of the dense layers;
+* ``update_dense``: optimizer steps of the dense layers;
+* ``update_sparse``: the fused first-layer gradient and optimizer update.
+
+It also prints the mean number of distinct features per batch, from which
+the bytes a phase moves follow (one 4*H-byte row per feature and array).
+
+    python benchmarks/profile_step.py [--n-samples 40000] [--solver adam]
+        [--threads 1] [--epochs 2]
+"""
+
+import argparse
+import time
+
+import numpy as np
+
+from sksparsenn import _network as N
+from sksparsenn.datasets import make_sparse_regression
+
+PHASES = ["plan", "forward", "backward", "update_dense", "update_sparse"]
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--n-samples", type=int, default=40_000)
+    p.add_argument("--n-features", type=int, default=2**20)
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--solver", default="adam", choices=sorted(N.SOLVERS))
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--epochs", type=int, default=2, help="the last one is reported")
+    args = p.parse_args()
+
+    X, y = make_sparse_regression(n_samples=args.n_samples, n_features=args.n_features,
+                                  random_state=0)
+    lens = np.diff(X.indptr)
+    rng = np.random.RandomState(0)
+    net = N.SparseNetwork([X.shape[1], args.hidden, y.shape[1]], "relu", args.solver,
+                          np.float32, rng, float(lens.mean()))
+    scale = N.compute_row_scales(X, "l2", args.threads)
+    hp = dict(lr=1e-3 if args.solver == "adam" else 0.05, alpha=0.0, alpha_l1=0.0,
+              beta_1=0.9, beta_2=0.999, epsilon=1e-8, momentum=0.9, nesterov=True)
+    print(f"{X.shape[0]:,} rows x {X.shape[1]:,} features, {X.nnz:,} non-zeros, "
+          f"{int((lens > 4096).sum())} rows with > 4,096; H={args.hidden}, "
+          f"solver={args.solver}, {args.threads} thread(s)")
+
+    with N.blas_threads_limit(net.layer_units, 256):
+        for epoch in range(args.epochs):
+            T = {k: [0.0, 0.0] for k in PHASES}
+            counts, n_feat = [0, 0], [0, 0]
+            order = rng.permutation(X.shape[0]).astype(np.int64)
+            for start in range(0, X.shape[0], 256):
+                rows = order[start:start + 256]
+                heavy = int((lens[rows] > 4096).any())
+                counts[heavy] += 1
+                t0 = time.perf_counter()
+                plan, nt = net._first_layer_plan(X, rows, scale[rows], args.threads)
+                t1 = time.perf_counter()
+                acts = net.forward(X, rows, scale[rows], nt)
+                t2 = time.perf_counter()
+                _, D1, grads = net.backward(acts, y[rows], None)
+                t3 = time.perf_counter()
+                lr = net._next_step_lr(hp)
+                n_layers = len(net.coefs)
+                for i in range(n_layers):
+                    coef_grad, intercept_grad = grads[i]
+                    net._dense_update(n_layers + i, net.intercepts[i], intercept_grad, lr, hp)
+                    if coef_grad is not None:
+                        net._dense_update(i, net.coefs[i], coef_grad, lr, hp)
+                t4 = time.perf_counter()
+                s1 = net.state[0][0]
+                s2 = net.state[1][0] if args.solver == "adam" else s1
+                net._lazy_update(plan, D1, net.coefs[0], s1, s2, lr, hp, nt)
+                t5 = time.perf_counter()
+                n_feat[heavy] += plan[0].shape[0]
+                for k, dt in zip(PHASES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
+                    T[k][heavy] += dt
+
+    print(f"epoch {args.epochs}: {counts[0]} ordinary batches, {counts[1]} with an almost-full row")
+    print(f"{'phase':15s} {'ordinary s':>11s} {'heavy s':>9s}   ms per batch: ordinary / heavy")
+    for k in PHASES:
+        a, b = T[k]
+        print(f"{k:15s} {a:11.3f} {b:9.3f}   {1e3 * a / max(counts[0], 1):8.3f} / "
+              f"{1e3 * b / max(counts[1], 1):8.2f}")
+    total = [sum(T[k][h] for k in PHASES) for h in (0, 1)]
+    print(f"{'total':15s} {total[0]:11.3f} {total[1]:9.3f}   epoch {sum(total):.2f} s")
+    print("distinct features per batch, ordinary / heavy: "
+          f"{n_feat[0] / max(counts[0], 1):,.0f} / {n_feat[1] / max(counts[1], 1):,.0f}")
+
+
+if __name__ == "__main__":
+    main()
