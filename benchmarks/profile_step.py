@@ -70,16 +70,9 @@ def main():
                 _, D1, grads = net.backward(acts, y[rows], None)
                 t3 = time.perf_counter()
                 lr = net._next_step_lr(hp)
-                n_layers = len(net.coefs)
-                for i in range(n_layers):
-                    coef_grad, intercept_grad = grads[i]
-                    net._dense_update(n_layers + i, net.intercepts[i], intercept_grad, lr, hp)
-                    if coef_grad is not None:
-                        net._dense_update(i, net.coefs[i], coef_grad, lr, hp)
+                net._update_dense_layers(grads, lr, 1.0, hp)  # alpha = 0: no decay
                 t4 = time.perf_counter()
-                s1 = net.state[0][0]
-                s2 = net.state[1][0] if args.solver == "adam" else s1
-                net._lazy_update(plan, D1, net.coefs[0], s1, s2, lr, hp, nt)
+                net._lazy_update(plan, D1, net.coefs[0], [s[0] for s in net.state], lr, hp, nt)
                 t5 = time.perf_counter()
                 n_feat[heavy] += plan[0].shape[0]
                 for k, dt in zip(PHASES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):

@@ -333,15 +333,15 @@ class BaseSparseMLP(BaseEstimator):
                     f"y has {y.shape[1]} outputs, but the model was fitted with "
                     f"{self.n_outputs_}."
                 )
-        batch = min(X.shape[0], 200 if self.batch_size == "auto" else self.batch_size)
+        batch = self._batch_size(X.shape[0], warn=False)
         with blas_threads_limit(self._network.layer_units, batch):
             self._fit_stochastic(X, y, sample_weight, incremental)
         return self
 
-    def _batch_size(self, n_samples):
+    def _batch_size(self, n_samples, warn=True):
         if self.batch_size == "auto":
             return min(200, n_samples)
-        if self.batch_size > n_samples:
+        if warn and self.batch_size > n_samples:
             warnings.warn(
                 "Got `batch_size` less than 1 or larger than sample size. "
                 "It is going to be clipped"

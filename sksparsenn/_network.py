@@ -87,6 +87,21 @@ def _all_finite(D1, grads):
     return all(g is None or np.isfinite(g).all() for pair in grads for g in pair)
 
 
+def _batch_entries(X, rows):
+    """Positions in X's arrays of the stored values of ``rows``, batch order.
+
+    Returns ``(lens, indptr, src)``: each row's number of stored values, the
+    batch's own indptr (int64) and, for every stored value of the batch in
+    order, its index into ``X.data``/``X.indices``. O(batch nnz).
+    """
+    starts = X.indptr[rows]
+    lens = (X.indptr[rows + 1] - starts).astype(np.int64)
+    indptr = np.zeros(rows.shape[0] + 1, dtype=np.int64)
+    np.cumsum(lens, out=indptr[1:])
+    src = np.arange(indptr[-1], dtype=np.int64) - np.repeat(indptr[:-1] - starts, lens)
+    return lens, indptr, src
+
+
 def _threads_for(work, n_threads):
     return int(max(1, min(n_threads, work // _MIN_WORK_PER_THREAD)))
 
@@ -270,17 +285,18 @@ class SparseNetwork:
     def _init_state(self):
         params = self.coefs + self.intercepts
         shapes = [self._state_shape(p.shape) if i == 0 else p.shape for i, p in enumerate(params)]
-        self.state = [[_zeros_resident(shape, p.dtype) for shape, p in zip(shapes, params)]
+        # The first layer's SGD velocity is only used with momentum, which the
+        # network learns at its first step: until then its pages stay
+        # unmapped (plain SGD never maps them; see _update).
+        first = np.zeros if self.solver == "sgd" else _zeros_resident
+        self.state = [[(first if i == 0 else _zeros_resident)(shape, p.dtype)
+                       for i, (shape, p) in enumerate(zip(shapes, params))]
                       for _ in range(N_STATE[self.solver])]
-        if self.solver == "sgd":
-            # The first layer's velocity is only used with momentum, which the
-            # network learns at its first step: until then its pages stay
-            # unmapped (plain SGD never maps them).
-            self.state[0][0] = np.zeros(shapes[0], dtype=params[0].dtype)
 
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_slot"] = None  # scratch, rebuilt on demand
+        state.pop("_delta_out", None)  # scratch of the last step
         return state
 
     # ------------------------------------------------------------------ #
@@ -418,11 +434,7 @@ class SparseNetwork:
         """
         if p <= 0.0:
             return X, rows
-        starts, ends = X.indptr[rows], X.indptr[rows + 1]
-        lens = (ends - starts).astype(np.int64)
-        indptr = np.zeros(rows.shape[0] + 1, dtype=np.int64)
-        np.cumsum(lens, out=indptr[1:])
-        src = np.arange(indptr[-1], dtype=np.int64) - np.repeat(indptr[:-1] - starts, lens)
+        _, indptr, src = _batch_entries(X, rows)
         keep = self.dropout_rng.random(src.shape[0]) >= p
         data = np.where(keep, X.data[src] * self.dtype.type(1.0 / (1.0 - p)), 0)
         batch = types.SimpleNamespace(data=data.astype(self.dtype, copy=False),
@@ -459,17 +471,21 @@ class SparseNetwork:
             return hp["lr"] * math.sqrt(1 - hp["beta_2"] ** self.t) / (1 - hp["beta_1"] ** self.t)
         return hp["lr"]
 
-    def _lazy_update(self, plan, D, W, s1, s2, step_lr, hp, n_threads, max_norm=0.0):
-        """Fused gradient and optimizer update of the plan's rows of W."""
+    def _lazy_update(self, plan, D, W, states, step_lr, hp, n_threads, max_norm=0.0):
+        """Fused gradient and optimizer update of the plan's rows of W.
+
+        ``states`` are W's optimizer state arrays (two for Adam, one otherwise).
+        """
+        s1 = states[0]
+        s2 = states[1] if self.solver == "adam" else s1
         _k.sparse_update(
             *plan, D, W, s1, s2,
             SOLVERS[self.solver], step_lr, hp["beta_1"], hp["beta_2"], hp["epsilon"],
             hp["momentum"], hp["nesterov"], n_threads, max_norm,
         )
 
-    def _update(self, plan, D1, grads, step_lr, penalties, hp, n_threads):
-        """Apply the step to every parameter; the first layer lazily."""
-        decay, threshold = penalties
+    def _update_dense_layers(self, grads, step_lr, decay, hp):
+        """Optimizer step (and L2 decay) of every parameter but the first layer's weights."""
         n_layers = len(self.coefs)
         for i in range(n_layers):
             coef_grad, intercept_grad = grads[i]
@@ -478,16 +494,20 @@ class SparseNetwork:
                 self._dense_update(i, self.coefs[i], coef_grad, step_lr, hp)
                 if decay != 1.0:
                     self.coefs[i] *= decay
-        s1 = self.state[0][0]
-        s2 = self.state[1][0] if self.solver == "adam" else s1
+
+    def _update(self, plan, D1, grads, step_lr, penalties, hp, n_threads):
+        """Apply the step to every parameter; the first layer lazily."""
+        decay, threshold = penalties
+        self._update_dense_layers(grads, step_lr, decay, hp)
+        first_layer_state = [s[0] for s in self.state]
         if self.t == 1 and self.solver == "sgd" and hp["momentum"] > 0:
-            s1.fill(0)  # still all zero: map its pages in order now (see _zeros_resident)
-        self._lazy_update(plan, D1, self.coefs[0], s1, s2, step_lr, hp, n_threads,
+            # still all zero: map its pages in order now (see _zeros_resident)
+            first_layer_state[0].fill(0)
+        self._lazy_update(plan, D1, self.coefs[0], first_layer_state, step_lr, hp, n_threads,
                           hp.get("max_norm") or 0.0)
         if self.linear_coef is not None:
-            ls = self.linear_state
-            self._lazy_update(plan, self._delta_out, self.linear_coef, ls[0],
-                              ls[1] if self.solver == "adam" else ls[0], step_lr, hp, n_threads)
+            self._lazy_update(plan, self._delta_out, self.linear_coef, self.linear_state,
+                              step_lr, hp, n_threads)
         # This step's decay/threshold stays pending for every lazily
         # regularised row: it is applied by the row's next catch-up.
         if decay != 1.0 or threshold != 0.0:
@@ -605,13 +625,8 @@ class SparseAutoencoderNetwork(SparseNetwork):
         """
         n_features = self.layer_units[0]
         n_rows = rows.shape[0]
-        starts, ends = X.indptr[rows], X.indptr[rows + 1]
-        lens = (ends - starts).astype(np.int64)
-        total = int(lens.sum())
+        lens, _, src = _batch_entries(X, rows)
         batch_pos = np.repeat(np.arange(n_rows, dtype=np.int64), lens)
-        offsets = np.zeros(n_rows, dtype=np.int64)
-        np.cumsum(lens[:-1], out=offsets[1:])
-        src = np.arange(total, dtype=np.int64) - np.repeat(offsets - starts, lens)
         values = X.data[src]
         keep = values != 0
         nz_row, nz_col = batch_pos[keep], X.indices[src[keep]].astype(np.int64)
@@ -693,11 +708,10 @@ class SparseAutoencoderNetwork(SparseNetwork):
         step_lr = self._next_step_lr(hp)
 
         dec_plan = _k.batch_transpose(delta, pair_col, indptr, batch, unit, slot)
-        s1 = self.decoder_state[0]
-        s2 = self.decoder_state[1] if self.solver == "adam" else s1
-        self._lazy_update(dec_plan, code, Wd, s1[0], s2[0], step_lr, hp, n_threads)
-        self._lazy_update(dec_plan, np.ones((n_rows, 1), self.dtype), bd, s1[1], s2[1],
-                          step_lr, hp, n_threads)
+        self._lazy_update(dec_plan, code, Wd, [s[0] for s in self.decoder_state], step_lr, hp,
+                          n_threads)
+        self._lazy_update(dec_plan, np.ones((n_rows, 1), self.dtype), bd,
+                          [s[1] for s in self.decoder_state], step_lr, hp, n_threads)
         self._update(plan, D1, grads, step_lr, penalties, hp, n_threads)
         return loss
 

@@ -535,9 +535,8 @@ def sparse_update(
     cdef floating* w
     cdef floating* s1
     cdef floating* s2
-    cdef floating gh, vel, acc, row_lr
+    cdef floating gh, vel, acc, row_lr, shrink
     cdef double sumsq
-    cdef floating f_max_norm = <floating> max_norm
     cdef floating f_lr = <floating> lr
     cdef floating f_b1 = <floating> beta_1
     cdef floating f_b2 = <floating> beta_2
@@ -604,9 +603,9 @@ def sparse_update(
                 for h in range(H):
                     sumsq = sumsq + <double> w[h] * w[h]
                 if sumsq > max_norm * max_norm:
-                    row_lr = <floating> (max_norm / sqrt(sumsq))
+                    shrink = <floating> (max_norm / sqrt(sumsq))
                     for h in range(H):
-                        w[h] = w[h] * row_lr
+                        w[h] = w[h] * shrink
 
 
 def catch_up_all(
