@@ -79,37 +79,23 @@ TUNED_BASE = dict(hidden_layer_sizes=(64,), alpha=1e-4, row_scaling="l2", early_
                   max_iter=30, random_state=0)
 # Named extra configurations (--extra), each: parameters of SparseMLPRegressor
 # (on top of random_state=0). Fitted on all training rows, scored on test.
+_RWADA = dict(solver="rowwise_adagrad", learning_rate_init=0.05, alpha=1.0,
+              hidden_layer_sizes=(256,), row_scaling="l2", early_stopping=True, max_iter=30)
 EXTRA = {
     # the defaults with early stopping (restores the best epoch) and / or L2 rows
     "default-es": dict(early_stopping=True),
     "default-es-l2": dict(early_stopping=True, row_scaling="l2"),
     # around the configuration the grid picks most often: row-wise Adagrad, lr 0.05
-    "rwada-h256-a1": dict(solver="rowwise_adagrad", learning_rate_init=0.05, alpha=1.0,
-                          hidden_layer_sizes=(256,), row_scaling="l2", early_stopping=True,
-                          max_iter=30),
-    "rwada-h256-a10": dict(solver="rowwise_adagrad", learning_rate_init=0.05, alpha=10.0,
-                           hidden_layer_sizes=(256,), row_scaling="l2", early_stopping=True,
-                           max_iter=30),
-    "rwada-h256-a1-lr0.02": dict(solver="rowwise_adagrad", learning_rate_init=0.02, alpha=1.0,
-                                 hidden_layer_sizes=(256,), row_scaling="l2",
-                                 early_stopping=True, max_iter=60),
-    "rwada-h256-a1-it60": dict(solver="rowwise_adagrad", learning_rate_init=0.05, alpha=1.0,
-                               hidden_layer_sizes=(256,), row_scaling="l2", early_stopping=True,
-                               max_iter=60),
-    "rwada-h16-a1": dict(solver="rowwise_adagrad", learning_rate_init=0.05, alpha=1.0,
-                         hidden_layer_sizes=(16,), row_scaling="l2", early_stopping=True,
-                         max_iter=30),
-    "rwada-h256-a1-sqrt": dict(solver="rowwise_adagrad", learning_rate_init=0.05, alpha=1.0,
-                               hidden_layer_sizes=(256,), row_scaling="sqrt",
-                               early_stopping=True, max_iter=30),
-    "rwada-h256-l1": dict(solver="rowwise_adagrad", learning_rate_init=0.05, alpha=1.0,
-                          alpha_l1=1e-3, hidden_layer_sizes=(256,), row_scaling="l2",
-                          early_stopping=True, max_iter=30),
+    "rwada-h256-a1": _RWADA,
+    "rwada-h256-a10": dict(_RWADA, alpha=10.0),
+    "rwada-h256-a1-lr0.02": dict(_RWADA, learning_rate_init=0.02, max_iter=60),
+    "rwada-h256-a1-it60": dict(_RWADA, max_iter=60),
+    "rwada-h16-a1": dict(_RWADA, hidden_layer_sizes=(16,)),
+    "rwada-h256-a1-sqrt": dict(_RWADA, row_scaling="sqrt"),
+    "rwada-h256-l1": dict(_RWADA, alpha_l1=1e-3),
     # a linear network (identity activation): what SGD-type training reaches without
     # the nonlinearity, next to Ridge's exact solution
-    "rwada-h64-identity": dict(solver="rowwise_adagrad", learning_rate_init=0.05, alpha=1.0,
-                               hidden_layer_sizes=(64,), activation="identity",
-                               row_scaling="l2", early_stopping=True, max_iter=30),
+    "rwada-h64-identity": dict(_RWADA, hidden_layer_sizes=(64,), activation="identity"),
 }
 
 

@@ -173,6 +173,16 @@ def timed(fn):
     return time.perf_counter() - w0, time.process_time() - c0, out
 
 
+def timed_repeats(fn, n):
+    """Wall and CPU seconds of n calls of fn: two lists."""
+    walls, cpus = [], []
+    for _ in range(n):
+        w, c, _ = timed(fn)
+        walls.append(w)
+        cpus.append(c)
+    return walls, cpus
+
+
 def measure_fit(X, y, threads, epochs):
     """One configuration, one round: warm-up epoch, then `epochs` timed epochs."""
     from threadpoolctl import threadpool_limits
@@ -185,11 +195,7 @@ def measure_fit(X, y, threads, epochs):
         reported = _openmp_effective_n_threads()
         model = make_model()
         first, _, _ = timed(lambda: model.partial_fit(X, y))
-        walls, cpus = [], []
-        for _ in range(epochs):
-            w, c, _ = timed(lambda: model.partial_fit(X, y))
-            walls.append(w)
-            cpus.append(c)
+        walls, cpus = timed_repeats(lambda: model.partial_fit(X, y), epochs)
     loss = float(model.loss_)
     del model
     gc.collect()
@@ -219,11 +225,7 @@ def measure_predict(X, y, threads, repeats):
         model = make_model()
         fit_s, _, _ = timed(lambda: model.partial_fit(X[:PREDICT_FIT_ROWS], y[:PREDICT_FIT_ROWS]))
         warm, _, pred = timed(lambda: model.predict(X))
-        walls, cpus = [], []
-        for _ in range(repeats):
-            w, c, _ = timed(lambda: model.predict(X))
-            walls.append(w)
-            cpus.append(c)
+        walls, cpus = timed_repeats(lambda: model.predict(X), repeats)
     finite = bool(np.isfinite(pred).all())
     del model, pred
     gc.collect()
