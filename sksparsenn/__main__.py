@@ -40,6 +40,9 @@ def _parse_args(argv):
     # with the evidence a feature has seen.
     p.add_argument("--solver", default="sgd", choices=["adam", "adagrad", "rowwise_adagrad", "sgd"])
     p.add_argument("--learning-rate-init", type=float, default=0.05)
+    p.add_argument("--alpha", type=float, default=1e-4,
+                   help="L2 penalty (the estimator's default, 1.0, suits its default "
+                   "solver, row-wise Adagrad)")
     p.add_argument("--row-scaling", default="l2", choices=["none", "mean", "sqrt", "l2"],
                    help="scaling of each input row (see SparseMLPRegressor)")
     p.add_argument("--max-iter", type=int, default=20,
@@ -78,6 +81,7 @@ def main(argv=None):
         hidden_layer_sizes=tuple(args.hidden),
         solver=args.solver,
         learning_rate_init=args.learning_rate_init,
+        alpha=args.alpha,
         row_scaling=args.row_scaling,
         batch_size=args.batch_size,
         max_iter=args.max_iter,

@@ -35,6 +35,9 @@ from ._validation import as_kernel_csr, check_sparse_structure
 from ._version import __version__
 
 _DTYPES = {"float32": np.float32, "float64": np.float64}
+# early_stopping='auto' holds out rows only when at least this many would be
+# held out: the R^2 of fewer rows is too noisy to pick the best epoch by.
+_AUTO_ES_MIN_ROWS = 100
 
 
 def _resolve_dtype(dtype):
@@ -88,7 +91,7 @@ class BaseSparseMLP(BaseEstimator):
         "row_scaling": [StrOptions(set(ROW_SCALINGS))],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
-        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "learning_rate_init": [StrOptions({"auto"}), Interval(Real, 0, None, closed="neither")],
         "power_t": [Interval(Real, 0, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "shuffle": ["boolean"],
@@ -98,7 +101,7 @@ class BaseSparseMLP(BaseEstimator):
         "warm_start": ["boolean"],
         "momentum": [Interval(Real, 0, 1, closed="both")],
         "nesterovs_momentum": ["boolean"],
-        "early_stopping": ["boolean"],
+        "early_stopping": ["boolean", StrOptions({"auto"})],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "beta_1": [Interval(Real, 0, 1, closed="left")],
         "beta_2": [Interval(Real, 0, 1, closed="left")],
@@ -107,6 +110,7 @@ class BaseSparseMLP(BaseEstimator):
         "dtype": [StrOptions(set(_DTYPES)), type, np.dtype],
         "input_dropout": [Interval(Real, 0, 1, closed="left")],
         "max_norm": [None, Interval(Real, 0, None, closed="neither")],
+        "initial_accumulator_value": [Interval(Real, 0, None, closed="left")],
     }
 
     def __init__(
@@ -139,6 +143,7 @@ class BaseSparseMLP(BaseEstimator):
         dtype="float32",
         input_dropout=0.0,
         max_norm=None,
+        initial_accumulator_value=0.0,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -167,6 +172,7 @@ class BaseSparseMLP(BaseEstimator):
         self.dtype = dtype
         self.input_dropout = input_dropout
         self.max_norm = max_norm
+        self.initial_accumulator_value = initial_accumulator_value
 
     # ------------------------------------------------------------------ #
     # Validation helpers
@@ -175,6 +181,24 @@ class BaseSparseMLP(BaseEstimator):
         if dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}.")
         return dtype
+
+    def _learning_rate_init(self):
+        """learning_rate_init, with 'auto' resolved for the solver."""
+        if isinstance(self.learning_rate_init, str):  # 'auto'
+            return 0.001 if self.solver == "adam" else 0.05
+        return float(self.learning_rate_init)
+
+    def _early_stopping_on(self, n_samples, incremental, unsupervised=False):
+        """Whether this fit holds out rows and stops on their R^2.
+
+        'auto' turns it on in ``fit`` when the held-out rows would be at least
+        ``_AUTO_ES_MIN_ROWS`` (an R^2 on fewer rows is too noisy to stop on);
+        never in ``partial_fit`` or for the autoencoder.
+        """
+        if self.early_stopping == "auto":
+            return (not incremental and not unsupervised
+                    and self.validation_fraction * n_samples >= _AUTO_ES_MIN_ROWS)
+        return bool(self.early_stopping)
 
     def _hidden_sizes(self):
         sizes = self.hidden_layer_sizes
@@ -219,7 +243,7 @@ class BaseSparseMLP(BaseEstimator):
         return as_kernel_csr(X, dtype, owned=owned), y
 
     # ------------------------------------------------------------------ #
-    def _initialize(self, n_features, n_outputs, X, sample_weight):
+    def _initialize(self, n_features, n_outputs, X, sample_weight, early_stopping):
         """Create the network; ``n_outputs`` None makes an autoencoder."""
         dtype = self._compute_dtype()
         self._random_state = check_random_state(self.random_state)
@@ -232,18 +256,24 @@ class BaseSparseMLP(BaseEstimator):
         self.out_activation_ = "identity"
         # Typical number of non-zero inputs of a row (stored zeros do not
         # count; weighted like the loss, so that weights equal repetitions).
-        nonzero = np.concatenate(([0], np.cumsum(X.data != 0)))
-        row_nnz = nonzero[X.indptr[1:]] - nonzero[X.indptr[:-1]]
+        # (Explicit zeros are rare: count them by position, without a
+        # cumulative sum over all nnz, which would take 8 bytes per value.)
+        row_nnz = np.diff(X.indptr)
+        zeros = np.flatnonzero(X.data == 0)
+        if zeros.size:
+            zero_rows = np.searchsorted(X.indptr, zeros, side="right") - 1
+            row_nnz = row_nnz - np.bincount(zero_rows, minlength=X.shape[0])
         fan_in = float(np.average(row_nnz, weights=sample_weight)) if X.shape[0] else 1.0
         if self._unsupervised:
             self._network = SparseAutoencoderNetwork(
                 layer_units, self.activation, self.solver, dtype, self._random_state, fan_in,
-                self.zero_sampling,
+                self.zero_sampling, initial_accumulator=self.initial_accumulator_value,
             )
         else:
             self._network = SparseNetwork(
                 layer_units, self.activation, self.solver, dtype, self._random_state, fan_in,
                 linear_term=getattr(self, "linear_term", False),
+                initial_accumulator=self.initial_accumulator_value,
             )
         self.coefs_ = self._network.coefs
         if self._network.linear_coef is not None:
@@ -252,12 +282,12 @@ class BaseSparseMLP(BaseEstimator):
         self.n_iter_ = 0
         self.t_ = 0
         self._no_improvement_count = 0
-        self._lr = float(self.learning_rate_init)
+        self._lr = self._learning_rate_init()
         self.loss_curve_ = []
-        self._init_early_stopping()
+        self._init_early_stopping(early_stopping)
 
-    def _init_early_stopping(self):
-        if self.early_stopping:
+    def _init_early_stopping(self, early_stopping):
+        if early_stopping:
             self.validation_scores_ = []
             self.best_validation_score_ = -np.inf
             self.best_loss_ = None
@@ -309,11 +339,13 @@ class BaseSparseMLP(BaseEstimator):
     def _fit(self, X, y, sample_weight, incremental):
         first_pass = not hasattr(self, "_network") or (not self.warm_start and not incremental)
         self._hidden_sizes()
-        if incremental and self.early_stopping:
+        # True, not 'auto' (which is off in partial_fit and without y)
+        early_stopping_forced = not isinstance(self.early_stopping, str) and self.early_stopping
+        if incremental and early_stopping_forced:
             raise ValueError("partial_fit does not support early_stopping=True")
         unsupervised = self._is_unsupervised(y)
         if unsupervised:
-            if self.early_stopping:
+            if early_stopping_forced:
                 raise ValueError(
                     "early_stopping needs y (a validation R^2); it is not available "
                     "for the autoencoder fitted without y."
@@ -324,8 +356,10 @@ class BaseSparseMLP(BaseEstimator):
             X, y = self._validate_X(X, reset=first_pass, y=y)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+        early_stopping = self._early_stopping_on(X.shape[0], incremental, unsupervised)
         if first_pass:
-            self._initialize(X.shape[1], None if unsupervised else y.shape[1], X, sample_weight)
+            self._initialize(X.shape[1], None if unsupervised else y.shape[1], X, sample_weight,
+                             early_stopping)
         else:
             self._check_network_compatible(unsupervised)
             if not unsupervised and y.shape[1] != self.n_outputs_:
@@ -335,7 +369,7 @@ class BaseSparseMLP(BaseEstimator):
                 )
         batch = self._batch_size(X.shape[0], warn=False)
         with blas_threads_limit(self._network.layer_units, batch):
-            self._fit_stochastic(X, y, sample_weight, incremental)
+            self._fit_stochastic(X, y, sample_weight, incremental, early_stopping)
         return self
 
     def _batch_size(self, n_samples, warn=True):
@@ -348,16 +382,15 @@ class BaseSparseMLP(BaseEstimator):
             )
         return int(np.clip(self.batch_size, 1, n_samples))
 
-    def _fit_stochastic(self, X, y, sample_weight, incremental):
+    def _fit_stochastic(self, X, y, sample_weight, incremental, early_stopping):
         n_threads = _openmp_effective_n_threads()
         net = self._network
         rng = self._random_state
         scales = compute_row_scales(X, self.row_scaling, n_threads)
         all_rows = np.arange(X.shape[0], dtype=np.int64)
-        early_stopping = self.early_stopping and not incremental
         self._best_params = None
         if early_stopping and self.validation_scores_ is None:
-            self._init_early_stopping()  # warm start after a fit without it
+            self._init_early_stopping(True)  # warm start after a fit without it
         if not early_stopping and self.best_loss_ is None:
             self.best_loss_ = np.inf
         if early_stopping:
@@ -481,7 +514,7 @@ class BaseSparseMLP(BaseEstimator):
             print(f"{msg}, time = {seconds:.2f}s, {rate:,.0f} samples/s", flush=True)
 
         if self.solver == "sgd" and self.learning_rate == "invscaling":
-            self._lr = self.learning_rate_init / (self.t_ + 1) ** self.power_t
+            self._lr = self._learning_rate_init() / (self.t_ + 1) ** self.power_t
         if self._no_improvement_count > self.n_iter_no_change:
             what = "Validation score" if early_stopping else "Training loss"
             reason = (f"{what} did not improve more than tol={self.tol:f} for "

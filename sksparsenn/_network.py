@@ -233,10 +233,15 @@ class SparseNetwork:
         a hidden unit in one row.
     """
 
-    def __init__(self, layer_units, activation, solver, dtype, rng, fan_in, linear_term=False):
+    def __init__(self, layer_units, activation, solver, dtype, rng, fan_in, linear_term=False,
+                 initial_accumulator=0.0):
         self.layer_units = list(layer_units)
         self.activation = activation
         self.solver = solver
+        # Adagrad's G starts here (TensorFlow's initial_accumulator_value):
+        # a feature's first steps are then SGD steps of lr / sqrt(G0) * g
+        # until its own squared gradients outweigh G0.
+        self.initial_accumulator = float(initial_accumulator)
         self.dtype = np.dtype(dtype)
         self.t = 0  # optimizer steps taken
         self.coefs = []
@@ -275,6 +280,7 @@ class SparseNetwork:
             self.linear_coef = _zeros_resident(shape, self.dtype)
             self.linear_state = [_zeros_resident(self._state_shape(shape), self.dtype)
                                  for _ in range(N_STATE[self.solver])]
+            self._fill_accumulators(self.linear_state)
             self.lin_logp_feat = np.zeros(n_features, dtype=np.float64)
             self.lin_acc_feat = np.zeros(n_features, dtype=np.float64)
 
@@ -292,6 +298,14 @@ class SparseNetwork:
         self.state = [[(first if i == 0 else _zeros_resident)(shape, p.dtype)
                        for i, (shape, p) in enumerate(zip(shapes, params))]
                       for _ in range(N_STATE[self.solver])]
+        for layer_state in self.state:
+            self._fill_accumulators(layer_state)
+
+    def _fill_accumulators(self, arrays):
+        """Start Adagrad's accumulators (the only state of its solvers) at G0."""
+        if self.solver in ("adagrad", "rowwise_adagrad") and self.initial_accumulator > 0:
+            for a in arrays:
+                a.fill(self.initial_accumulator)
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -593,8 +607,10 @@ class SparseAutoencoderNetwork(SparseNetwork):
     initialisation, so a fit is reproducible.
     """
 
-    def __init__(self, layer_units, activation, solver, dtype, rng, fan_in, zero_sampling):
-        super().__init__(layer_units, activation, solver, dtype, rng, fan_in)
+    def __init__(self, layer_units, activation, solver, dtype, rng, fan_in, zero_sampling,
+                 initial_accumulator=0.0):
+        super().__init__(layer_units, activation, solver, dtype, rng, fan_in,
+                         initial_accumulator=initial_accumulator)
         self.linear_output = False
         self.zero_sampling = float(zero_sampling)
         n_features, code = self.layer_units[0], self.layer_units[-1]
@@ -610,6 +626,8 @@ class SparseAutoencoderNetwork(SparseNetwork):
              _zeros_resident(self.decoder_intercept.shape, self.dtype)]
             for _ in range(N_STATE[self.solver])
         ]
+        for layer_state in self.decoder_state:
+            self._fill_accumulators(layer_state)
         self.dec_logp_feat = np.zeros(n_features, dtype=np.float64)
         self.dec_acc_feat = np.zeros(n_features, dtype=np.float64)  # L2 only: stays 0
         self.sample_rng = np.random.default_rng(rng.randint(np.iinfo(np.int32).max))

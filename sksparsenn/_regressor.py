@@ -27,31 +27,40 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
     activation : {'identity', 'logistic', 'tanh', 'relu'}, default='relu'
         Activation function of the hidden layers.
 
-    solver : {'adam', 'adagrad', 'rowwise_adagrad', 'sgd'}, default='adam'
-        Optimizer. 'adam' is scikit-learn's Adam with lazy updates of the
+    solver : {'rowwise_adagrad', 'adam', 'adagrad', 'sgd'}, default='rowwise_adagrad'
+        Optimizer. 'rowwise_adagrad' is Adagrad with one accumulator per
+        first-layer row (the mean of the row's squared gradients, as FBGEMM's
+        row-wise Adagrad for embedding tables): its first-layer state is one
+        number per feature instead of H1, and a step moves a third of Adam's
+        bytes; it is the default because it was the most accurate and the
+        fastest on the data sets of ``benchmarks/bench_quality.py`` (see the
+        user guide). 'adam' is scikit-learn's Adam with lazy updates of the
         first layer (the moments of a feature's row move only when the feature
         is in the batch, as in PyTorch's SparseAdam); 'adagrad' gives rare
-        features larger steps (Duchi et al., 2011); 'rowwise_adagrad' is
-        Adagrad with one accumulator per first-layer row (the mean of the
-        row's squared gradients, as FBGEMM's row-wise Adagrad for embedding
-        tables): its first-layer state is one number per feature instead of
-        H1, and a step moves a third of Adam's bytes; 'sgd' is stochastic
+        features larger steps (Duchi et al., 2011); 'sgd' is stochastic
         gradient descent with (Nesterov) momentum and the learning-rate
         schedules of ``learning_rate``.
 
-    alpha : float, default=0.0001
+    alpha : float, default=1.0
         Strength of the L2 penalty on the weights (not the intercepts), with
         the meaning of MLPRegressor's: each step multiplies the weights by
         ``1 - lr * alpha / n_batch``, ``n_batch`` being the batch size
-        (its total sample weight with ``sample_weight``). For the first layer this decay is
-        applied lazily and exactly.
+        (its total sample weight with ``sample_weight``). For the first layer
+        this decay is applied lazily and exactly. The default is larger than
+        MLPRegressor's 0.0001: with millions of first-layer weights, most of
+        them seen in a few rows, the network overfits without it. With the
+        Adagrad solvers the decay keeps its size while the gradient steps
+        shrink, so its weight grows with the number of steps: on 2,000,000
+        rows the validation score fell after the first epoch. Early stopping
+        (on by default) keeps the best epoch; for long training without it,
+        lower ``alpha``.
 
     alpha_l1 : float, default=0.0
         Strength of an L1 penalty on the first layer's weights. Each step
         soft-thresholds them by ``lr * alpha_l1 / n_batch`` (cumulative,
         lazy), so the weights of useless features become exactly zero.
 
-    row_scaling : {'none', 'mean', 'sqrt', 'l2'}, default='sqrt'
+    row_scaling : {'l2', 'sqrt', 'mean', 'none'}, default='l2'
         How each input row is scaled before the first layer, on the fly (X is
         never copied): 'none' uses the row as it is; 'mean' divides by its
         number of non-zeros, 'sqrt' by the square root of that number, 'l2'
@@ -70,8 +79,9 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
     learning_rate : {'constant', 'invscaling', 'adaptive'}, default='constant'
         Learning-rate schedule, used by solver='sgd' only (see MLPRegressor).
 
-    learning_rate_init : float, default=0.001
-        Initial learning rate.
+    learning_rate_init : float or 'auto', default='auto'
+        Initial learning rate. 'auto' is 0.001 for solver='adam' (as
+        MLPRegressor's) and 0.05 for the other solvers.
 
     power_t : float, default=0.5
         Exponent of the 'invscaling' schedule.
@@ -106,10 +116,14 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
     nesterovs_momentum : bool, default=True
         Whether to use Nesterov's momentum with solver='sgd'.
 
-    early_stopping : bool, default=False
+    early_stopping : bool or 'auto', default='auto'
         Hold out ``validation_fraction`` of the rows, stop when their R^2
         does not improve, and restore the weights of the best epoch. The
-        split uses row numbers only: X is not copied.
+        split uses row numbers only: X is not copied. 'auto' turns it on in
+        ``fit`` when at least 100 rows would be held out (1,000 rows at the
+        default ``validation_fraction``), as HistGradientBoostingRegressor's
+        'auto' does for large data; ``partial_fit`` never holds out rows
+        ('auto' is off there; True raises).
 
     validation_fraction : float, default=0.1
         Proportion of rows held out with ``early_stopping``.
@@ -147,6 +161,17 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
         back to it (Srebro and Shraibman, 2005; used with dropout by
         Srivastava et al., 2014). It bounds how far a rare feature's weights
         can move. The lazy L2/L1 penalties only shrink rows further.
+
+    initial_accumulator_value : float, default=0.001
+        Starting value of Adagrad's accumulated squared gradients (solvers
+        'adagrad' and 'rowwise_adagrad'; TensorFlow's parameter of the same
+        name). A feature's first steps are plain gradient steps of size
+        ``lr / sqrt(initial_accumulator_value)`` times its gradient, until its
+        own squared gradients outweigh this value: a feature seen in a few
+        rows moves little, one seen in many rows gets Adagrad's adaptive
+        steps. With 0, a feature's very first step has the full size ``lr``
+        in every weight, however little evidence it has; on data where most
+        features are noise this overfits.
 
     linear_term : bool, default=False
         Wide-and-deep (Cheng et al., 2016): add a linear map from the
@@ -282,13 +307,13 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
         hidden_layer_sizes=(100,),
         activation="relu",
         *,
-        solver="adam",
-        alpha=0.0001,
+        solver="rowwise_adagrad",
+        alpha=1.0,
         alpha_l1=0.0,
-        row_scaling="sqrt",
+        row_scaling="l2",
         batch_size="auto",
         learning_rate="constant",
-        learning_rate_init=0.001,
+        learning_rate_init="auto",
         power_t=0.5,
         max_iter=200,
         shuffle=True,
@@ -298,7 +323,7 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
         warm_start=False,
         momentum=0.9,
         nesterovs_momentum=True,
-        early_stopping=False,
+        early_stopping="auto",
         validation_fraction=0.1,
         beta_1=0.9,
         beta_2=0.999,
@@ -307,6 +332,7 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
         dtype="float32",
         input_dropout=0.0,
         max_norm=None,
+        initial_accumulator_value=0.001,
         linear_term=False,
     ):
         super().__init__(
@@ -337,6 +363,7 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
             dtype=dtype,
             input_dropout=input_dropout,
             max_norm=max_norm,
+            initial_accumulator_value=initial_accumulator_value,
         )
         self.linear_term = linear_term
 

@@ -56,8 +56,9 @@ class SparseMLPTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
     learning_rate : {'constant', 'invscaling', 'adaptive'}, default='constant'
         Learning-rate schedule of solver='sgd'.
 
-    learning_rate_init : float, default=0.001
-        Initial learning rate.
+    learning_rate_init : float or 'auto', default=0.001
+        Initial learning rate; 'auto' is 0.001 for solver='adam' and 0.05 for
+        the other solvers.
 
     power_t : float, default=0.5
         Exponent of the 'invscaling' schedule.
@@ -86,8 +87,10 @@ class SparseMLPTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
     nesterovs_momentum : bool, default=True
         Nesterov's momentum with solver='sgd'.
 
-    early_stopping : bool, default=False
-        Stop on a held-out validation R^2 and restore the best weights.
+    early_stopping : bool or 'auto', default=False
+        Stop on a held-out validation R^2 and restore the best weights
+        (supervised fit only). 'auto': on in a supervised ``fit`` when at
+        least 100 rows would be held out, as in :class:`SparseMLPRegressor`.
 
     validation_fraction : float, default=0.1
         Proportion of rows held out with ``early_stopping``.
@@ -116,6 +119,10 @@ class SparseMLPTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
     max_norm : float or None, default=None
         Max-norm constraint on the first-layer rows, as in
         :class:`SparseMLPRegressor`.
+
+    initial_accumulator_value : float, default=0.001
+        Starting value of Adagrad's accumulators (solvers 'adagrad' and
+        'rowwise_adagrad'), as in :class:`SparseMLPRegressor`.
 
     zero_sampling : float, default=1.0
         Unsupervised fit only: how many zero columns of a row are sampled for
@@ -268,6 +275,7 @@ class SparseMLPTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         dtype="float32",
         input_dropout=0.0,
         max_norm=None,
+        initial_accumulator_value=0.001,
         zero_sampling=1.0,
         objective="auto",
     ):
@@ -299,6 +307,7 @@ class SparseMLPTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
             dtype=dtype,
             input_dropout=input_dropout,
             max_norm=max_norm,
+            initial_accumulator_value=initial_accumulator_value,
         )
         self.zero_sampling = zero_sampling
         self.objective = objective

@@ -412,8 +412,9 @@ def fit_stream(
         An estimator with ``partial_fit``, e.g.
         :class:`~sksparsenn.SparseMLPRegressor` or
         :class:`~sksparsenn.SparseMLPTransformer`. It is fitted in place. Its
-        own ``early_stopping`` must be False (``partial_fit`` cannot hold out
-        rows); pass ``validation`` instead. Each shard is one call to
+        own ``early_stopping`` must not be True (``partial_fit`` cannot hold
+        out rows; 'auto' is off in ``partial_fit``); pass ``validation``
+        instead. Each shard is one call to
         ``partial_fit``, which shuffles the shard's rows (``shuffle``) and
         splits them into minibatches of ``batch_size``.
 
@@ -541,7 +542,8 @@ def fit_stream(
             "trains estimators that can learn one shard at a time."
         )
     params = estimator.get_params(deep=False) if hasattr(estimator, "get_params") else {}
-    if params.get("early_stopping", False):
+    early_stopping_param = params.get("early_stopping", False)
+    if not isinstance(early_stopping_param, str) and early_stopping_param:  # 'auto' is off
         raise ValueError(
             f"{type(estimator).__name__} has early_stopping=True, which "
             "partial_fit cannot use (it would have to hold out rows of every "

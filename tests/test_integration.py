@@ -415,7 +415,8 @@ def test_select_from_model_with_l1(data):
     X, y = _informative_data(0)
     est = SparseMLPRegressor(
         hidden_layer_sizes=(8,), solver="sgd", momentum=0.0, learning_rate_init=0.1,
-        batch_size=50, row_scaling="none", alpha_l1=0.15, max_iter=60, random_state=0,
+        batch_size=50, row_scaling="none", alpha=1e-4, alpha_l1=0.15, max_iter=60,
+        random_state=0,
     )
     selector = SelectFromModel(est, threshold=1e-12).fit(X, y)
     importances = selector.estimator_.feature_importances_

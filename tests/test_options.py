@@ -99,3 +99,75 @@ def test_bad_option_values_are_rejected(param, value):
     X, y = _linear_data(n=50)
     with pytest.raises(ValueError, match=param):
         SparseMLPRegressor(**{param: value}).fit(X, y)
+
+
+# --------------------------------------------------------------------------- #
+# 'auto' parameters
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("solver, expected", [("adam", 0.001), ("sgd", 0.05), ("adagrad", 0.05),
+                                              ("rowwise_adagrad", 0.05)])
+def test_learning_rate_init_auto_depends_on_the_solver(solver, expected):
+    X, y = _linear_data(n=400)
+    auto = SparseMLPRegressor(hidden_layer_sizes=(4,), solver=solver, max_iter=2,
+                              random_state=0).fit(X, y)
+    explicit = SparseMLPRegressor(hidden_layer_sizes=(4,), solver=solver, max_iter=2,
+                                  learning_rate_init=expected, random_state=0).fit(X, y)
+    assert auto.learning_rate_init == "auto"  # the parameter is left as given
+    assert_array_equal(auto.predict(X), explicit.predict(X))
+
+
+def test_early_stopping_auto_holds_out_rows_only_when_there_are_enough():
+    # 'auto' is on when validation_fraction * n_samples >= 100
+    X, y = _linear_data(n=1000)
+    big = SparseMLPRegressor(hidden_layer_sizes=(4,), max_iter=3, random_state=0).fit(X, y)
+    assert big.early_stopping == "auto"
+    assert len(big.validation_scores_) == big.n_iter_ and big.best_loss_ is None
+    same = SparseMLPRegressor(hidden_layer_sizes=(4,), max_iter=3, early_stopping=True,
+                              random_state=0).fit(X, y)
+    assert_array_equal(big.predict(X), same.predict(X))
+
+    small = SparseMLPRegressor(hidden_layer_sizes=(4,), max_iter=3, random_state=0)
+    small.fit(X[:999], y[:999])  # 99.9 rows would be held out
+    assert small.validation_scores_ is None and small.best_loss_ is not None
+    off = SparseMLPRegressor(hidden_layer_sizes=(4,), max_iter=3, early_stopping=False,
+                             random_state=0).fit(X[:999], y[:999])
+    assert_array_equal(small.predict(X), off.predict(X))
+
+    fraction = SparseMLPRegressor(hidden_layer_sizes=(4,), max_iter=3, validation_fraction=0.2,
+                                  random_state=0).fit(X[:999], y[:999])
+    assert fraction.validation_scores_ is not None  # 199.8 rows
+
+
+def test_early_stopping_auto_is_off_in_partial_fit():
+    X, y = _linear_data(n=2000)
+    est = SparseMLPRegressor(hidden_layer_sizes=(4,), random_state=0)
+    est.partial_fit(X, y)  # no error, all rows trained on
+    assert est.validation_scores_ is None and est.t_ == X.shape[0]
+    with pytest.raises(ValueError, match="early_stopping=True"):
+        SparseMLPRegressor(early_stopping=True).partial_fit(X, y)
+
+
+@pytest.mark.parametrize("value", ["yes", 1.5, -1])
+def test_auto_parameters_reject_other_values(value):
+    X, y = _linear_data(n=200)
+    with pytest.raises((ValueError, TypeError)):
+        SparseMLPRegressor(early_stopping=value, max_iter=1).fit(X, y)
+    with pytest.raises((ValueError, TypeError)):
+        SparseMLPRegressor(learning_rate_init=value if value != 1.5 else "fast",
+                           max_iter=1).fit(X, y)
+
+
+def test_initial_accumulator_value_zero_gives_plain_adagrad_first_steps():
+    # With G0 = 0 the first step of a feature moves each of its weights by
+    # about lr (|g| / sqrt(g^2 / H) per weight, averaged); with G0 > 0 by
+    # much less when its gradient is small.
+    X, y = _linear_data(n=400)
+    moves = {}
+    for g0 in (0.0, 1e-3, 1e-1):
+        est = SparseMLPRegressor(hidden_layer_sizes=(8,), batch_size=400, max_iter=1,
+                                 initial_accumulator_value=g0, alpha=0.0, random_state=0)
+        w0 = SparseMLPRegressor(hidden_layer_sizes=(8,), batch_size=400, max_iter=1,
+                                random_state=0, learning_rate_init=1e-300).fit(X, y).coefs_[0]
+        est.fit(X, y)
+        moves[g0] = float(np.abs(est.coefs_[0] - w0).mean())
+    assert moves[0.0] > moves[1e-3] > moves[1e-1] > 0, moves

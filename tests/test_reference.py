@@ -174,7 +174,8 @@ def _penalty_denominator(hp, Xb, sw):
 class DenseReference:
     """Eager dense implementation of one SparseNetwork training step."""
 
-    def __init__(self, coefs, intercepts, activation, solver, linear_term=False):
+    def __init__(self, coefs, intercepts, activation, solver, linear_term=False,
+                 initial_accumulator=0.0):
         self.W = [np.array(c, dtype=np.float64, copy=True) for c in coefs]
         self.b = [np.array(c, dtype=np.float64, copy=True) for c in intercepts]
         self.activation = activation
@@ -194,6 +195,9 @@ class DenseReference:
         self.state = [[np.zeros_like(p) for p in self.W + self.b] for _ in range(n_state)]
         if solver == "rowwise_adagrad":
             self.state[0][0] = np.zeros((self.W[0].shape[0], 1))
+        if solver in ("adagrad", "rowwise_adagrad"):  # Adagrad's G starts at G0
+            for a in self.state[0] + (self.lin_state if linear_term else []):
+                a += initial_accumulator
 
     def forward(self, Xb, s):
         """Pre-activations Z_l and activations A_l of every layer."""
@@ -328,11 +332,13 @@ def _hp(solver_case, alpha, alpha_l1, lr=0.05):
                         momentum=momentum, nesterov=nesterov)
 
 
-def _make_pair(solver, activation, seed=0, linear_term=False):
+def _make_pair(solver, activation, seed=0, linear_term=False, initial_accumulator=0.0):
     net = SparseNetwork(layer_units=[N_FEATURES] + HIDDEN + [N_OUT], activation=activation,
                         solver=solver, dtype=np.float64, rng=np.random.RandomState(seed),
-                        fan_in=5.0, linear_term=linear_term)
-    ref = DenseReference(net.coefs, net.intercepts, activation, solver, linear_term)
+                        fan_in=5.0, linear_term=linear_term,
+                        initial_accumulator=initial_accumulator)
+    ref = DenseReference(net.coefs, net.intercepts, activation, solver, linear_term,
+                         initial_accumulator)
     return net, ref
 
 
@@ -435,6 +441,23 @@ def test_activations_and_row_scalings(data, solver_case, activation, row_scaling
     solver, hp = _hp(solver_case, 0.5, 0.3)
     net, ref = _make_pair(solver, activation, seed=3)
     _run(X, Y, sw, batches, net, ref, hp, row_scaling)
+
+
+@pytest.mark.parametrize("linear_term", [False, True])
+@pytest.mark.parametrize("solver_case", ["adagrad", "rowwise_adagrad"])
+def test_initial_accumulator_matches_dense_reference(data, solver_case, linear_term):
+    # G0 = 0.01 is of the order of the squared gradients here, so that both
+    # terms of sqrt(G0 + sum g^2) matter.
+    X, Y, sw, batches = data
+    solver, hp = _hp(solver_case, 0.5, 0.0)
+    net, ref = _make_pair(solver, "relu", seed=5, linear_term=linear_term,
+                          initial_accumulator=0.01)
+    first = net.state[0][0].copy()
+    assert (first == 0.01).all()
+    _run(X, Y, sw, batches, net, ref, hp, "l2")
+    # a feature never in a batch keeps G0; the others have added to it
+    assert net.state[0][0][EMPTY_FEATURE].min() == 0.01
+    assert (net.state[0][0] > 0.01).any()
 
 
 def test_absent_feature_state_is_untouched(data):
