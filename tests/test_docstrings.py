@@ -143,6 +143,8 @@ def test_public_docstring_sections(obj):
     required = {"Parameters", "See Also", "Examples"}
     if inspect.isclass(obj):
         required.add("Attributes")
+    elif inspect.isgeneratorfunction(inspect.unwrap(obj)):
+        required.add("Yields")
     else:
         required.add("Returns")
     missing = required - _sections(obj)
