@@ -32,11 +32,13 @@ score. Methods:
     the configurations are fitted on the other 85%), then refitted on all
     training rows. Every configuration has ``row_scaling='l2'``,
     ``early_stopping=True`` (validation_fraction 0.1 of its training rows;
-    the best epoch's weights are restored), ``max_iter=30``,
-    ``random_state=0``. Stage 1, the solver: 'sgd' (lr 0.05, Nesterov
-    momentum 0.9), 'rowwise_adagrad' (lr 0.05), 'adam' (lr 1e-3), with
-    hidden (64,) and alpha 1e-4. Stage 2, alpha in {1e-2, 1} with stage 1's
-    solver. Stage 3, hidden (256,) with the best so far.
+    the best epoch's weights are restored), ``max_iter=200``,
+    ``random_state=0``. Stage 1, the solver, with hidden (100,):
+    'rowwise_adagrad' as the defaults have it (lr 0.05, alpha 1,
+    initial_accumulator_value 1e-3), 'sgd' (lr 0.05, Nesterov momentum 0.9,
+    alpha 1e-4), 'adam' (lr 1e-3, alpha 1e-4). Stage 2, alpha 10 times
+    smaller and 10 times larger than stage 1's best. Stage 3, hidden (256,)
+    with the best so far.
 
 ``--extra`` adds named configurations of ours (see ``EXTRA``), fitted on all
 training rows as they are, for looking into a data set where we lose.
@@ -70,32 +72,28 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
 METHODS = ["ridge", "sgd", "svd-mlp", "ours-default", "ours-tuned"]
 RIDGE_ALPHAS = [0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0]
-SOLVERS = {  # stage 1 of the tuned grid: solver -> its learning rate
-    "sgd": 0.05,
-    "rowwise_adagrad": 0.05,
-    "adam": 1e-3,
+SOLVERS = {  # stage 1 of the tuned grid: solver -> its learning rate and alpha
+    "rowwise_adagrad": dict(learning_rate_init=0.05, alpha=1.0, initial_accumulator_value=1e-3),
+    "sgd": dict(learning_rate_init=0.05, alpha=1e-4),
+    "adam": dict(learning_rate_init=1e-3, alpha=1e-4),
 }
-TUNED_BASE = dict(hidden_layer_sizes=(64,), alpha=1e-4, row_scaling="l2", early_stopping=True,
-                  max_iter=30, random_state=0)
+TUNED_BASE = dict(hidden_layer_sizes=(100,), row_scaling="l2", early_stopping=True,
+                  max_iter=200, random_state=0)
 # Named extra configurations (--extra), each: parameters of SparseMLPRegressor
 # (on top of random_state=0). Fitted on all training rows, scored on test.
-_RWADA = dict(solver="rowwise_adagrad", learning_rate_init=0.05, alpha=1.0,
-              hidden_layer_sizes=(256,), row_scaling="l2", early_stopping=True, max_iter=30)
 EXTRA = {
-    # the defaults with early stopping (restores the best epoch) and / or L2 rows
-    "default-es": dict(early_stopping=True),
-    "default-es-l2": dict(early_stopping=True, row_scaling="l2"),
-    # around the configuration the grid picks most often: row-wise Adagrad, lr 0.05
-    "rwada-h256-a1": _RWADA,
-    "rwada-h256-a10": dict(_RWADA, alpha=10.0),
-    "rwada-h256-a1-lr0.02": dict(_RWADA, learning_rate_init=0.02, max_iter=60),
-    "rwada-h256-a1-it60": dict(_RWADA, max_iter=60),
-    "rwada-h16-a1": dict(_RWADA, hidden_layer_sizes=(16,)),
-    "rwada-h256-a1-sqrt": dict(_RWADA, row_scaling="sqrt"),
-    "rwada-h256-l1": dict(_RWADA, alpha_l1=1e-3),
+    # MLPRegressor's defaults (adam, lr 1e-3, alpha 1e-4, no early stopping), sqrt rows
+    "sklearn-like": dict(solver="adam", learning_rate_init=1e-3, alpha=1e-4, row_scaling="sqrt",
+                         early_stopping=False),
+    # the defaults without the initial accumulator (Adagrad's plain first steps)
+    "default-g0": dict(initial_accumulator_value=0.0),
+    # the defaults with a larger initial accumulator, a wider layer, a linear term
+    "default-g1e-2": dict(initial_accumulator_value=1e-2),
+    "default-h256": dict(hidden_layer_sizes=(256,)),
+    "default-linear": dict(linear_term=True),
     # a linear network (identity activation): what SGD-type training reaches without
     # the nonlinearity, next to Ridge's exact solution
-    "rwada-h64-identity": dict(_RWADA, hidden_layer_sizes=(64,), activation="identity"),
+    "default-identity": dict(activation="identity"),
 }
 
 
@@ -218,10 +216,10 @@ def run_ours_default(Xtr, Xte, ytr, yte, sc, args):
 def tuned_grid_stages():
     """The staged grid: yields (stage, function(best_so_far) -> list of param dicts)."""
     def stage1(best):
-        return [dict(TUNED_BASE, solver=s, learning_rate_init=lr) for s, lr in SOLVERS.items()]
+        return [dict(TUNED_BASE, solver=s, **kw) for s, kw in SOLVERS.items()]
 
     def stage2(best):
-        return [dict(best, alpha=a) for a in (1e-2, 1.0)]
+        return [dict(best, alpha=best["alpha"] * f) for f in (0.1, 10.0)]
 
     def stage3(best):
         return [dict(best, hidden_layer_sizes=(256,))]
@@ -277,8 +275,11 @@ def _public(params):
 
 def _short(params):
     """A tuned configuration: what the grid varies (the fixed part is TUNED_BASE)."""
-    return {"solver": params.get("solver", "adam"), "lr": params.get("learning_rate_init", 1e-3),
-            "alpha": params["alpha"], "hidden": list(params["hidden_layer_sizes"])}
+    out = {"solver": params["solver"], "lr": params["learning_rate_init"],
+           "alpha": params["alpha"], "hidden": list(params["hidden_layer_sizes"])}
+    if "initial_accumulator_value" in params:
+        out["g0"] = params["initial_accumulator_value"]
+    return out
 
 
 def run_extra(name, Xtr, Xte, ytr, yte, sc, args):
