@@ -72,6 +72,7 @@ SPARSE_MLP_PARAMS = dict(
     hidden_layer_sizes=(128,),
     solver="sgd",
     learning_rate_init=0.05,
+    alpha=1e-4,
     row_scaling="l2",
     early_stopping=True,
     n_iter_no_change=2,
