@@ -15,23 +15,26 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, validate_params
 
 
+# The data set's parameters, shared by both generators.
+_DATA_CONSTRAINTS = {
+    "n_features": [Interval(Integral, 1, None, closed="left")],
+    "n_targets": [Interval(Integral, 1, None, closed="left")],
+    "mean_nnz": [Interval(Real, 1, None, closed="left")],
+    "nnz_sigma": [Interval(Real, 0, None, closed="left")],
+    "zipf_exponent": [Interval(Real, 0, None, closed="left")],
+    "dense_row_fraction": [Interval(Real, 0, 1, closed="both")],
+    "dense_row_density": [Interval(Real, 0, 1, closed="both")],
+    "n_teacher_units": [Interval(Integral, 1, None, closed="left")],
+    "n_informative": [Interval(Integral, 1, None, closed="left"), None],
+    "linear_share": [Interval(Real, 0, 1, closed="both")],
+    "noise": [Interval(Real, 0, None, closed="left")],
+    "dtype": "no_validation",
+    "random_state": ["random_state"],
+}
+
+
 @validate_params(
-    {
-        "n_samples": [Interval(Integral, 1, None, closed="left")],
-        "n_features": [Interval(Integral, 1, None, closed="left")],
-        "n_targets": [Interval(Integral, 1, None, closed="left")],
-        "mean_nnz": [Interval(Real, 1, None, closed="left")],
-        "nnz_sigma": [Interval(Real, 0, None, closed="left")],
-        "zipf_exponent": [Interval(Real, 0, None, closed="left")],
-        "dense_row_fraction": [Interval(Real, 0, 1, closed="both")],
-        "dense_row_density": [Interval(Real, 0, 1, closed="both")],
-        "n_teacher_units": [Interval(Integral, 1, None, closed="left")],
-        "n_informative": [Interval(Integral, 1, None, closed="left"), None],
-        "linear_share": [Interval(Real, 0, 1, closed="both")],
-        "noise": [Interval(Real, 0, None, closed="left")],
-        "dtype": "no_validation",
-        "random_state": ["random_state"],
-    },
+    {"n_samples": [Interval(Integral, 1, None, closed="left")], **_DATA_CONSTRAINTS},
     prefer_skip_nested_validation=True,
 )
 def make_sparse_regression(
@@ -188,19 +191,7 @@ def make_sparse_regression(
     {
         "n_chunks": [Interval(Integral, 1, None, closed="left")],
         "chunk_size": [Interval(Integral, 1, None, closed="left")],
-        "n_features": [Interval(Integral, 1, None, closed="left")],
-        "n_targets": [Interval(Integral, 1, None, closed="left")],
-        "mean_nnz": [Interval(Real, 1, None, closed="left")],
-        "nnz_sigma": [Interval(Real, 0, None, closed="left")],
-        "zipf_exponent": [Interval(Real, 0, None, closed="left")],
-        "dense_row_fraction": [Interval(Real, 0, 1, closed="both")],
-        "dense_row_density": [Interval(Real, 0, 1, closed="both")],
-        "n_teacher_units": [Interval(Integral, 1, None, closed="left")],
-        "n_informative": [Interval(Integral, 1, None, closed="left"), None],
-        "linear_share": [Interval(Real, 0, 1, closed="both")],
-        "noise": [Interval(Real, 0, None, closed="left")],
-        "dtype": "no_validation",
-        "random_state": ["random_state"],
+        **_DATA_CONSTRAINTS,
     },
     prefer_skip_nested_validation=True,
 )
