@@ -79,6 +79,39 @@ class _InterruptFlag:
         return False
 
 
+_CHUNK_ROWS = 65536  # rows per slice when averaging or swapping weight arrays
+
+
+def _update_average(average, net, decay):
+    """``average <- decay * average + (1 - decay) * weights``, in place.
+
+    The first call copies the weights. Works on slices of rows, so that no
+    temporary as large as the first layer is made.
+    """
+    if average is None:
+        return net.copy_params()
+    for avg, w in _pairs(average, net):
+        for start in range(0, avg.shape[0], _CHUNK_ROWS):
+            a = avg[start:start + _CHUNK_ROWS]
+            a *= decay
+            a += (1.0 - decay) * w[start:start + _CHUNK_ROWS]
+    return average
+
+
+def _swap_params(net, other):
+    """Exchange the network's weights with ``other`` (same layout), in place."""
+    for a, w in _pairs(other, net):
+        for start in range(0, a.shape[0], _CHUNK_ROWS):
+            tmp = a[start:start + _CHUNK_ROWS].copy()
+            a[start:start + _CHUNK_ROWS] = w[start:start + _CHUNK_ROWS]
+            w[start:start + _CHUNK_ROWS] = tmp
+
+
+def _pairs(params, net):
+    coefs, intercepts = net.param_arrays()
+    return zip(list(params[0]) + list(params[1]), coefs + intercepts)
+
+
 class BaseSparseMLP(BaseEstimator):
     """Base class of the sparse-input MLP estimators. Not for direct use."""
 
@@ -111,6 +144,7 @@ class BaseSparseMLP(BaseEstimator):
         "input_dropout": [Interval(Real, 0, 1, closed="left")],
         "max_norm": [None, Interval(Real, 0, None, closed="neither")],
         "initial_accumulator_value": [Interval(Real, 0, None, closed="left")],
+        "average_decay": [Interval(Real, 0, 1, closed="left")],
     }
 
     def __init__(
@@ -144,6 +178,7 @@ class BaseSparseMLP(BaseEstimator):
         input_dropout=0.0,
         max_norm=None,
         initial_accumulator_value=0.0,
+        average_decay=0.0,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -173,6 +208,7 @@ class BaseSparseMLP(BaseEstimator):
         self.input_dropout = input_dropout
         self.max_norm = max_norm
         self.initial_accumulator_value = initial_accumulator_value
+        self.average_decay = average_decay
 
     # ------------------------------------------------------------------ #
     # Validation helpers
@@ -343,6 +379,11 @@ class BaseSparseMLP(BaseEstimator):
         early_stopping_forced = not isinstance(self.early_stopping, str) and self.early_stopping
         if incremental and early_stopping_forced:
             raise ValueError("partial_fit does not support early_stopping=True")
+        if incremental and self.average_decay > 0:
+            raise ValueError(
+                "partial_fit does not support average_decay > 0: the average is taken "
+                "over the epochs of one fit. Use fit, or set average_decay=0."
+            )
         unsupervised = self._is_unsupervised(y)
         if unsupervised:
             if early_stopping_forced:
@@ -421,6 +462,8 @@ class BaseSparseMLP(BaseEstimator):
             max_norm=None if self.max_norm is None else float(self.max_norm),
         )
 
+        decay = float(self.average_decay)
+        average = None  # the weights' moving average over epochs (fit only)
         interrupted = False
         with _InterruptFlag() as flag:
             try:
@@ -460,9 +503,12 @@ class BaseSparseMLP(BaseEstimator):
                     self.t_ += n_samples
                     self.loss_ = accumulated_loss / n_samples
                     self.loss_curve_.append(self.loss_)
+                    if decay > 0:
+                        net.flush_regularization(n_threads)
+                        average = _update_average(average, net, decay)
                     stop = self._end_epoch(X, y, sample_weight, scales, val_rows,
                                            early_stopping, n_threads,
-                                           time.perf_counter() - tic, n_samples)
+                                           time.perf_counter() - tic, n_samples, average)
                     if stop:
                         break
                     if incremental:
@@ -481,15 +527,23 @@ class BaseSparseMLP(BaseEstimator):
         net.flush_regularization(n_threads)
         if early_stopping and self._best_params is not None:
             net.set_params_from(*self._best_params)
-            self._best_params = None
+        elif average is not None:
+            net.set_params_from(*average)
+        self._best_params = None
 
     def _end_epoch(self, X, y, sample_weight, scales, val_rows, early_stopping,
-                   n_threads, seconds, n_samples):
-        """Scores, verbose line, schedule and stopping at the end of an epoch."""
+                   n_threads, seconds, n_samples, average=None):
+        """Scores, verbose line, schedule and stopping at the end of an epoch.
+
+        With ``average`` (the weights' moving average), the validation score
+        and the best epoch's copy are those of the averaged weights.
+        """
         net = self._network
         msg = f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}"
         if early_stopping:
             net.flush_regularization(n_threads)
+            if average is not None:  # score (and keep) the averaged weights
+                _swap_params(net, average)
             pred = net.predict_rows(X, val_rows, scales[val_rows], n_threads)
             sw = None if sample_weight is None else sample_weight[val_rows]
             score = r2_score(y[val_rows], pred, sample_weight=sw)
@@ -502,6 +556,8 @@ class BaseSparseMLP(BaseEstimator):
             if score > self.best_validation_score_:
                 self.best_validation_score_ = score
                 self._best_params = net.copy_params()
+            if average is not None:
+                _swap_params(net, average)
         else:
             if self.loss_curve_[-1] > self.best_loss_ - self.tol:
                 self._no_improvement_count += 1

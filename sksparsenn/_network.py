@@ -569,20 +569,23 @@ class SparseNetwork:
             self.reg_logp = 0.0
             self.reg_acc = 0.0
 
-    def copy_params(self):
-        coefs = [c.copy() for c in self.coefs]
+    def param_arrays(self):
+        """The live weight arrays, in :meth:`copy_params`' order: (coefs, intercepts)."""
+        coefs = list(self.coefs)
         if self.linear_coef is not None:
-            coefs.append(self.linear_coef.copy())
-        return coefs, [b.copy() for b in self.intercepts]
+            coefs.append(self.linear_coef)
+        return coefs, list(self.intercepts)
+
+    def copy_params(self):
+        coefs, intercepts = self.param_arrays()
+        return [c.copy() for c in coefs], [b.copy() for b in intercepts]
 
     def set_params_from(self, coefs, intercepts):
         """Copy weights into the existing arrays (references stay valid)."""
-        if self.linear_coef is not None:
-            self.linear_coef[...] = coefs[-1]
-            coefs = coefs[:-1]
-        for dst, src in zip(self.coefs, coefs):
-            dst[...] = src
-        for dst, src in zip(self.intercepts, intercepts):
+        dst_coefs, dst_intercepts = self.param_arrays()
+        if len(coefs) != len(dst_coefs) or len(intercepts) != len(dst_intercepts):
+            raise ValueError("the weights do not match the network's layers")
+        for dst, src in zip(dst_coefs + dst_intercepts, list(coefs) + list(intercepts)):
             dst[...] = src
 
 
@@ -739,11 +742,6 @@ class SparseAutoencoderNetwork(SparseNetwork):
                             self.reg_logp, 0.0, n_threads)
         super().flush_regularization(n_threads)
 
-    def copy_params(self):
-        coefs, intercepts = super().copy_params()
-        return coefs + [self.decoder_coef.copy()], intercepts + [self.decoder_intercept.copy()]
-
-    def set_params_from(self, coefs, intercepts):
-        super().set_params_from(coefs[:-1], intercepts[:-1])
-        self.decoder_coef[...] = coefs[-1]
-        self.decoder_intercept[...] = intercepts[-1]
+    def param_arrays(self):
+        coefs, intercepts = super().param_arrays()
+        return coefs + [self.decoder_coef], intercepts + [self.decoder_intercept]

@@ -174,6 +174,22 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
         in every weight, however little evidence it has; on data where most
         features are noise this overfits.
 
+    average_decay : float in [0, 1), default=0.0
+        Average the weights over the epochs of ``fit`` (Polyak averaging,
+        Polyak and Juditsky, 1992; taken once per epoch as in stochastic
+        weight averaging, Izmailov et al., 2018): after each epoch,
+        ``average <- average_decay * average + (1 - average_decay) *
+        weights``, an exponential moving average that forgets an epoch's
+        weights by the factor ``average_decay`` per epoch (0.8: about the
+        last five epochs count). Training continues from the raw weights;
+        the validation score of ``early_stopping`` is that of the averaged
+        weights, and the fitted model keeps the averaged weights (of the
+        best epoch with ``early_stopping``). It smooths out the
+        epoch-to-epoch noise of a large learning rate, at the cost of one
+        more copy of all weights in memory and one pass over them per
+        epoch. 0 turns it off. ``partial_fit`` does not average (a value
+        above 0 raises there).
+
     linear_term : bool, default=False
         Wide-and-deep (Cheng et al., 2016): add a linear map from the
         (row-scaled) input straight to the outputs, ``X @ linear_coef_``,
@@ -334,6 +350,7 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
         input_dropout=0.0,
         max_norm=None,
         initial_accumulator_value=0.001,
+        average_decay=0.0,
         linear_term=False,
     ):
         super().__init__(
@@ -365,6 +382,7 @@ class SparseMLPRegressor(RegressorMixin, BaseSparseMLP):
             input_dropout=input_dropout,
             max_norm=max_norm,
             initial_accumulator_value=initial_accumulator_value,
+            average_decay=average_decay,
         )
         self.linear_term = linear_term
 

@@ -124,6 +124,10 @@ class SparseMLPTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         Starting value of Adagrad's accumulators (solvers 'adagrad' and
         'rowwise_adagrad'), as in :class:`SparseMLPRegressor`.
 
+    average_decay : float in [0, 1), default=0.0
+        Moving average of the weights over the epochs of ``fit``, as in
+        :class:`SparseMLPRegressor`.
+
     zero_sampling : float, default=1.0
         Unsupervised fit only: how many zero columns of a row are sampled for
         its reconstruction loss, per non-zero of the row (at least one). More
@@ -276,6 +280,7 @@ class SparseMLPTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         input_dropout=0.0,
         max_norm=None,
         initial_accumulator_value=0.001,
+        average_decay=0.0,
         zero_sampling=1.0,
         objective="auto",
     ):
@@ -308,6 +313,7 @@ class SparseMLPTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
             input_dropout=input_dropout,
             max_norm=max_norm,
             initial_accumulator_value=initial_accumulator_value,
+            average_decay=average_decay,
         )
         self.zero_sampling = zero_sampling
         self.objective = objective

@@ -171,3 +171,65 @@ def test_initial_accumulator_value_zero_gives_plain_adagrad_first_steps():
         est.fit(X, y)
         moves[g0] = float(np.abs(est.coefs_[0] - w0).mean())
     assert moves[0.0] > moves[1e-3] > moves[1e-1] > 0, moves
+
+
+# --------------------------------------------------------------------------- #
+# averaging of the weights over epochs
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("linear_term", [False, True])
+def test_average_decay_keeps_the_moving_average_of_each_epochs_weights(linear_term):
+    # Reference: the same training, one epoch per warm-started fit (the
+    # random state carries over, so the epochs are the same), and the moving
+    # average of the weights after each epoch taken with numpy.
+    X, y = _linear_data(n=600)
+    common = dict(hidden_layer_sizes=(6, 5), early_stopping=False, alpha=1e-3,
+                  linear_term=linear_term, random_state=0, tol=0.0, n_iter_no_change=100)
+    decay, n_epochs = 0.7, 5
+    steps = SparseMLPRegressor(max_iter=1, warm_start=True, **common)
+    avg = None
+    for _ in range(n_epochs):
+        steps.fit(X, y)
+        weights = [a.astype(np.float64) for a in steps.coefs_ + steps.intercepts_]
+        if linear_term:
+            weights.append(steps.linear_coef_.astype(np.float64))
+        avg = weights if avg is None else [decay * a + (1 - decay) * w
+                                          for a, w in zip(avg, weights)]
+    est = SparseMLPRegressor(max_iter=n_epochs, average_decay=decay, **common).fit(X, y)
+    got = est.coefs_ + est.intercepts_ + ([est.linear_coef_] if linear_term else [])
+    assert est.n_iter_ == n_epochs
+    for g, a in zip(got, avg):
+        np.testing.assert_allclose(g, a, rtol=1e-5, atol=1e-6)
+    # the raw weights of the last epoch are not what the model keeps
+    assert not np.allclose(est.coefs_[0], steps.coefs_[0], rtol=1e-5, atol=1e-6)
+
+
+def test_average_decay_zero_changes_nothing():
+    X, y = _linear_data(n=1500)
+    a = SparseMLPRegressor(hidden_layer_sizes=(4,), max_iter=4, random_state=0).fit(X, y)
+    b = SparseMLPRegressor(hidden_layer_sizes=(4,), max_iter=4, random_state=0,
+                           average_decay=0.0).fit(X, y)
+    assert_array_equal(a.predict(X), b.predict(X))
+
+
+def test_average_decay_with_early_stopping_scores_and_keeps_the_average():
+    X, y = _linear_data(n=2000)
+    plain = SparseMLPRegressor(hidden_layer_sizes=(4,), max_iter=6, random_state=0,
+                               early_stopping=True, n_iter_no_change=100).fit(X, y)
+    avg = SparseMLPRegressor(hidden_layer_sizes=(4,), max_iter=6, random_state=0,
+                             early_stopping=True, n_iter_no_change=100,
+                             average_decay=0.9).fit(X, y)
+    # epoch 1: the average is the weights themselves; later the scores differ
+    assert avg.validation_scores_[0] == pytest.approx(plain.validation_scores_[0], abs=1e-6)
+    assert not np.allclose(avg.validation_scores_[1:], plain.validation_scores_[1:])
+    assert avg.best_validation_score_ == max(avg.validation_scores_)
+    # the loss curve is that of the raw training, the same in both
+    np.testing.assert_allclose(avg.loss_curve_, plain.loss_curve_, rtol=1e-6)
+
+
+def test_average_decay_is_refused_by_partial_fit_and_checked():
+    X, y = _linear_data(n=200)
+    with pytest.raises(ValueError, match="average_decay"):
+        SparseMLPRegressor(average_decay=0.5).partial_fit(X, y)
+    for bad in (1.0, -0.1):
+        with pytest.raises(ValueError, match="average_decay"):
+            SparseMLPRegressor(average_decay=bad, max_iter=1).fit(X, y)
