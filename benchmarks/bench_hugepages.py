@@ -3,9 +3,9 @@
 Tests whether address translation is part of what makes an epoch slower at
 2**20 columns than at 2**16 with the same rows (``bench_scaling.py``'s sweep
 1). The same 20,000 rows (generated at 2**16, columns mapped injectively
-into 2**20 as in ``bench_n_features.widen``) train four models:
-``SparseMLPRegressor(hidden_layer_sizes=(256,), batch_size=256,
-solver='adam', alpha=0)`` at each width, with numpy's huge-page hint for
+into 2**20 as in ``bench_n_features.widen``) train four models, sweep 1's
+model (``bench_scaling.make_model``: 256 ReLU units, batch 256, Adam,
+alpha 0) at each width, with numpy's huge-page hint for
 large arrays on (numpy's default on Linux) and off while the model's
 arrays are allocated (its first ``partial_fit``). With transparent huge
 pages in 'madvise' mode (``/sys/kernel/mm/transparent_hugepage/enabled``),
@@ -20,7 +20,6 @@ epochs whose CPU s / wall s was at least 1.95 (both cores).
 import argparse
 import os
 import sys
-import time
 
 import numpy as np
 
@@ -36,7 +35,7 @@ def main(argv=None):
     from numpy._core.multiarray import _set_madvise_hugepage
 
     from bench_n_features import widen
-    from sksparsenn import SparseMLPRegressor
+    from bench_scaling import make_model, timed
     from sksparsenn.datasets import make_sparse_regression
 
     try:
@@ -51,9 +50,7 @@ def main(argv=None):
         for huge in (True, False):
             _set_madvise_hugepage(huge)
             for width, Xw in data.items():
-                model = SparseMLPRegressor(hidden_layer_sizes=(256,), batch_size=256,
-                                           solver="adam", alpha=0, learning_rate_init=1e-3,
-                                           early_stopping=False, random_state=0)
+                model = make_model()
                 model.partial_fit(Xw, y)  # allocates the weights and Adam's state
                 models[width, huge] = model
     finally:
@@ -61,10 +58,8 @@ def main(argv=None):
     times = {key: [] for key in models}
     for r in range(args.rounds):
         for (width, huge), model in models.items():
-            tic, cpu = time.perf_counter(), time.process_time()
-            model.partial_fit(data[width], y)
-            wall = time.perf_counter() - tic
-            times[width, huge].append((wall, (time.process_time() - cpu) / wall))
+            wall, cpu, _ = timed(lambda: model.partial_fit(data[width], y))
+            times[width, huge].append((wall, cpu / wall))
             print(f"  round {r + 1}: {width} huge pages {'on' if huge else 'off'}: "
                   f"{wall:.3f} s, CPU s / wall s {times[width, huge][-1][1]:.2f}", flush=True)
     for (width, huge), v in times.items():

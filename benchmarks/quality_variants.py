@@ -16,8 +16,6 @@ import argparse
 import json
 import os
 import sys
-import time
-import warnings
 
 import numpy as np
 
@@ -37,8 +35,7 @@ def main(argv=None):
     from threadpoolctl import threadpool_limits
 
     import quality_datasets as qd
-    from bench_quality import Scaler, r2, split_rows
-    from sksparsenn import SparseMLPRegressor
+    from bench_quality import Scaler, fit_ours, r2, split_rows
 
     variants = json.loads(args.variants)
     Xtr, _, ytr, _, _ = qd.load(args.dataset, max_rows=args.max_rows, verbose=False)
@@ -51,12 +48,8 @@ def main(argv=None):
         for name, params in variants.items():
             scores, secs = [], []
             for seed in args.seeds:
-                model = SparseMLPRegressor(**dict(params, random_state=seed))
-                tic = time.perf_counter()
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # ConvergenceWarning at max_iter
-                    model.fit(Xf, sc.fwd(yf))
-                secs.append(time.perf_counter() - tic)
+                model, fit_s = fit_ours(dict(params, random_state=seed), Xf, sc.fwd(yf))
+                secs.append(fit_s)
                 scores.append(r2(yv, sc.back(model.predict(Xv))))
             print(f"{name:<24} val R^2 mean {np.mean(scores):.4f} "
                   f"({', '.join(f'{s:.4f}' for s in scores)}; spread "
