@@ -81,6 +81,58 @@ def test_rowwise_adagrad_update_matches_numpy():
     np.testing.assert_allclose(W1, W_ref, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("width", [1, 15, 16, 17, 40, 256])
+def test_row_reductions_match_numpy_for_any_width(width, dtype):
+    # Sums over a row (row-wise Adagrad's mean square, max-norm's row norm,
+    # the sampled dot products) run in 16 interleaved partial sums plus a
+    # tail: widths below, at and above a multiple of 16.
+    rng = np.random.default_rng(width)
+    n_features, n_rows = 300, 6
+    X = sp.random(n_rows, n_features, density=0.2, format="csr", random_state=width,
+                  dtype=np.float64)
+    X = X.astype(dtype)
+    X.indices = X.indices.astype(np.int64)
+    X.indptr = X.indptr.astype(np.int64)
+    rows = np.arange(n_rows, dtype=np.int64)
+    D = rng.standard_normal((n_rows, width)).astype(dtype)
+    W = rng.standard_normal((n_features, width)).astype(dtype)
+    slot = np.full(n_features, -1, dtype=np.int64)
+    plan = K.batch_transpose(X.data, X.indices, X.indptr, rows, np.ones(n_rows, dtype), slot)
+    grad = X.astype(np.float64)[rows].T @ D.astype(np.float64)
+    touched = np.zeros(n_features, bool)
+    touched[plan[0]] = True
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
+
+    G0 = np.full((n_features, 1), 0.5, dtype=dtype)
+    W1, G1 = W.copy(), G0.copy()
+    K.sparse_update(*plan, D, W1, G1, G1, 3, 0.1, 0.9, 0.999, 1e-8, 0.0, False, 2)
+    G_ref = G0 + touched[:, None] * (grad ** 2).mean(axis=1, keepdims=True)
+    np.testing.assert_allclose(G1, G_ref, **tol)
+    np.testing.assert_allclose(W1, W - touched[:, None] * 0.1 * grad / (np.sqrt(G_ref) + 1e-8),
+                               **tol)
+
+    W2 = W.copy()
+    unused = np.zeros((1, width), dtype=dtype)
+    K.sparse_update(*plan, D, W2, unused, unused, 0, 0.1, 0.9, 0.999, 1e-8, 0.0, False, 2,
+                    max_norm=1.0)
+    stepped = W - 0.1 * grad
+    norms = np.linalg.norm(stepped, axis=1, keepdims=True)
+    W2_ref = np.where(touched[:, None] & (norms > 1.0), stepped / norms,
+                      np.where(touched[:, None], stepped, W))
+    np.testing.assert_allclose(W2, W2_ref, **tol)
+    assert (touched[:, None] & (norms > 1.0)).any()
+
+    A = rng.standard_normal((n_rows, width)).astype(dtype)
+    bias = rng.standard_normal(n_features).astype(dtype)
+    pair_row = rng.integers(0, n_rows, 50).astype(np.int64)
+    pair_col = rng.integers(0, n_features, 50).astype(np.int64)
+    out = np.empty(50, dtype=dtype)
+    K.sampled_dot(A, W, bias, pair_row, pair_col, out, 2)
+    ref = (A.astype(np.float64)[pair_row] * W[pair_col]).sum(axis=1) + bias[pair_col]
+    np.testing.assert_allclose(out, ref, **tol)
+
+
 def test_update_rejects_state_of_the_wrong_shape():
     X, W, b = _batch(np.float64, np.int64)
     rows = np.array([1], dtype=np.int64)
