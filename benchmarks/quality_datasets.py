@@ -103,7 +103,7 @@ import scipy.sparse as sp
 N_FEATURES = 2**20
 SEED = 0
 TEST_FRACTION = 0.2
-FORMAT_VERSION = 1  # bump when an encoding changes: the cache key includes it
+FORMAT_VERSION = 2  # bump when an encoding changes: the cache key includes it
 DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "sksparsenn-quality")
 DEBIAN_PACKAGES = ("/var/lib/apt/lists/"
                    "deb.debian.org_debian_dists_bookworm_main_binary-amd64_Packages.lz4")
@@ -262,7 +262,7 @@ def build_debian_packages(path=DEBIAN_PACKAGES):
     info = {"n_packages_with_installed_size": len(records), "n_sources": len(sources),
             "dropped_by_cap": n_capped,
             "target": "log1p(Installed-Size in KiB)"}
-    return X[~is_test], X[is_test], y[~is_test], y[is_test], info
+    return X[~is_test], X[is_test], y[~is_test], y[is_test], info, groups[~is_test]
 
 
 # --------------------------------------------------------------------------- #
@@ -300,7 +300,7 @@ def build_movielens():
     is_test = _random_split(len(y))
     info = {"n_users": int(df["userId"].nunique()), "n_movies": int(df["movieId"].nunique()),
             "target": "rating (0.5 - 5 stars)"}
-    return X[~is_test], X[is_test], y[~is_test], y[is_test], info
+    return X[~is_test], X[is_test], y[~is_test], y[is_test], info, None
 
 
 def build_nycflights():
@@ -327,7 +327,7 @@ def build_nycflights():
     is_test = _random_split(len(y))
     info = {"n_flights": n_all, "dropped_no_arr_delay": n_all - len(df),
             "target": "arrival delay (minutes)"}
-    return X[~is_test], X[is_test], y[~is_test], y[is_test], info
+    return X[~is_test], X[is_test], y[~is_test], y[is_test], info, None
 
 
 # --------------------------------------------------------------------------- #
@@ -344,7 +344,7 @@ def build_synthetic(n_samples=60000):
                          f"n_features=2**20, random_state={SEED})",
             "target": "8 targets of a nonlinear teacher network"}
     return X[:n_train], X[n_train:], y[:n_train].astype(np.float64), \
-        y[n_train:].astype(np.float64), info
+        y[n_train:].astype(np.float64), info, None
 
 
 # --------------------------------------------------------------------------- #
@@ -371,12 +371,13 @@ DATASETS = {
 REAL = ["debian-packages", "movielens", "nycflights"]
 
 
-def _save(path, Xtr, Xte, ytr, yte, meta):
+def _save(path, Xtr, Xte, ytr, yte, meta, gtr):
     tmp = path + ".tmp.npz"
+    groups = {} if gtr is None else {"gtr": gtr}
     np.savez(tmp, **{f"{k}_{p}": getattr(X, p) for k, X in (("Xtr", Xtr), ("Xte", Xte))
                      for p in ("data", "indices", "indptr")},
              Xtr_shape=np.array(Xtr.shape), Xte_shape=np.array(Xte.shape), ytr=ytr, yte=yte,
-             meta=np.array(json.dumps(meta)))
+             meta=np.array(json.dumps(meta)), **groups)
     os.replace(tmp, path)
 
 
@@ -386,15 +387,16 @@ def _load(path):
             return sp.csr_matrix((z[f"{k}_data"], z[f"{k}_indices"], z[f"{k}_indptr"]),
                                  shape=tuple(z[f"{k}_shape"]))
 
-        return csr("Xtr"), csr("Xte"), z["ytr"], z["yte"], json.loads(str(z["meta"]))
+        gtr = z["gtr"] if "gtr" in z.files else None
+        return csr("Xtr"), csr("Xte"), z["ytr"], z["yte"], json.loads(str(z["meta"])), gtr
 
 
-def subsample(X, y, n, seed=SEED):
-    """At most n rows of (X, y), a seeded random choice in the original order."""
+def subsample(X, y, n, seed=SEED, groups=None):
+    """At most n rows of (X, y, groups), a seeded random choice in the original order."""
     if n is None or X.shape[0] <= n:
-        return X, y
+        return X, y, groups
     rows = np.sort(np.random.RandomState(seed).choice(X.shape[0], n, replace=False))
-    return X[rows], y[rows]
+    return X[rows], y[rows], (None if groups is None else groups[rows])
 
 
 def stats(X_train, X_test, y_train, y_test):
@@ -412,13 +414,18 @@ def stats(X_train, X_test, y_train, y_test):
     }
 
 
-def load(name, cache_dir=None, max_rows=None, rebuild=False, verbose=True, **options):
+def load(name, cache_dir=None, max_rows=None, rebuild=False, verbose=True, groups=False,
+         **options):
     """(X_train, X_test, y_train, y_test, meta) of data set ``name``.
 
     X: CSR float32 of shape (n, 2**20), rows at unit L2 norm; y: float64, 1-D
     (2-D for 'synthetic'). ``max_rows`` keeps at most that many training rows
     and ``max_rows // 4`` test rows (seeded random subsets, after the cache).
     ``meta`` holds the source's identity, the build's notes and the statistics.
+    With ``groups=True`` a sixth item follows: the group of each training
+    row where the test split is by group (debian-packages: the source
+    package), else None. A validation split of the training rows should
+    then be by group too, or it scores siblings of the rows fitted.
     """
     if name not in DATASETS:
         raise KeyError(f"unknown data set {name!r}; choose from {sorted(DATASETS)}")
@@ -428,22 +435,24 @@ def load(name, cache_dir=None, max_rows=None, rebuild=False, verbose=True, **opt
     path = os.path.join(cache_dir, key + ".npz")
     t0 = time.perf_counter()
     if os.path.exists(path) and not rebuild:
-        Xtr, Xte, ytr, yte, meta = _load(path)
+        Xtr, Xte, ytr, yte, meta, gtr = _load(path)
         how = "read from cache"
     else:
-        Xtr, Xte, ytr, yte, info = DATASETS[name](options)
+        Xtr, Xte, ytr, yte, info, gtr = DATASETS[name](options)
         meta = {"name": name, "cache_key": key, "build": info,
                 "stats": stats(Xtr, Xte, ytr, yte)}
-        _save(path, Xtr, Xte, ytr, yte, meta)
+        _save(path, Xtr, Xte, ytr, yte, meta, gtr)
         how = "built"
     secs = time.perf_counter() - t0
     if max_rows is not None:
-        Xtr, ytr = subsample(Xtr, ytr, max_rows)
-        Xte, yte = subsample(Xte, yte, max(max_rows // 4, 1), seed=SEED + 1)
+        Xtr, ytr, gtr = subsample(Xtr, ytr, max_rows, groups=gtr)
+        Xte, yte, _ = subsample(Xte, yte, max(max_rows // 4, 1), seed=SEED + 1)
         meta = dict(meta, stats=stats(Xtr, Xte, ytr, yte), max_rows=max_rows)
     if verbose:
         print(f"{name}: {how} in {secs:.1f}s ({path})")
         print("  " + format_stats(meta["stats"]))
+    if groups:
+        return Xtr, Xte, ytr, yte, meta, gtr
     return Xtr, Xte, ytr, yte, meta
 
 

@@ -4,7 +4,8 @@ For looking into a data set before changing a default or the tuned grid of
 ``bench_quality.py``: each variant (parameters on top of the defaults) is
 fitted with every ``--seeds`` value as ``random_state`` on 85% of the
 training rows and scored on the other 15% (``bench_quality.py``'s
-validation split); the test rows are never read. One line per variant: the
+validation split, by source package for debian-packages); the test rows
+are never read. One line per variant: the
 mean over seeds, each seed's score, the last fit's epochs and the mean fit
 time. ``--threads`` (default 1) so that two runs can share two cores.
 
@@ -38,8 +39,9 @@ def main(argv=None):
     from bench_quality import Scaler, fit_ours, r2, split_rows
 
     variants = json.loads(args.variants)
-    Xtr, _, ytr, _, _ = qd.load(args.dataset, max_rows=args.max_rows, verbose=False)
-    fit_rows, val_rows = split_rows(Xtr.shape[0], 0.15, seed=0)
+    Xtr, _, ytr, _, _, groups = qd.load(args.dataset, max_rows=args.max_rows, verbose=False,
+                                        groups=True)
+    fit_rows, val_rows = split_rows(Xtr.shape[0], 0.15, seed=0, groups=groups)
     Xf, Xv, yf, yv = Xtr[fit_rows], Xtr[val_rows], ytr[fit_rows], ytr[val_rows]
     sc = Scaler(yf)
     print(f"{args.dataset}: {Xf.shape[0]:,} rows fitted, {Xv.shape[0]:,} validation rows, "
