@@ -38,12 +38,14 @@ ordinary rows.
     python benchmarks/bench_peers.py --peers ours-adagrad --epochs 3   # one more variant
     python benchmarks/bench_peers.py --peers ours-adam torch --repeats 2
 
-Before the peers run, ``bandwidth_probe.py`` measures this machine's
-bandwidth for gathering and updating rows of an (n_features, 256) float32
-array, and the suite prints the least time an epoch can take for each
-solver (the bytes each batch must move for its distinct features' rows and
-their optimizer state, priced at those rates) and each of our solvers'
-ratio to it (``--no-bound`` skips this).
+Right before each run of one of our solvers, ``bandwidth_probe.py``
+measures this machine's bandwidth for gathering and updating rows of an
+(n_features, 256) float32 array, and the suite prints the least time an
+epoch can take for that solver (the bytes each batch must move for its
+distinct features' rows and their optimizer state, priced at those rates)
+and the run's ratio to it (``--no-bound`` skips this). Probing next to each
+run, not once per suite, keeps the two measurements of a ratio minutes
+apart at most: the bandwidth of a shared machine drifts.
 
 Timings on a shared 2-core machine are noisy: medians are reported, and
 ``--repeats R`` runs R interleaved rounds of all peers (round 1: every peer,
@@ -364,17 +366,10 @@ BOUND_OF_PEER = {"ours-adam": "adam", "ours-sgd": "sgd-momentum", "ours-adagrad"
                  "ours-rowwise_adagrad": "rowwise_adagrad"}
 
 
-def lower_bound(X_train, threads):
-    """Least epoch seconds per solver from this machine's measured bandwidth.
-
-    Counts, for one shuffled epoch of batches of BATCH rows, each batch's
-    distinct features (the rows of W it must gather and then read and write
-    with the solver's state), and prices them with bandwidth_probe's rates at
-    ``threads`` threads.
-    """
-    from bandwidth_probe import epoch_lower_bound, run_probe
-
-    tic = time.perf_counter()
+def epoch_batches(X_train):
+    """Each batch's distinct features (the rows of W it must gather and then
+    read and write with the solver's state) and whether it holds an
+    almost-full row, for one shuffled epoch of batches of BATCH rows."""
     order = np.random.default_rng(0).permutation(X_train.shape[0])
     lens = np.diff(X_train.indptr)
     n_feat, heavy = [], []
@@ -384,16 +379,25 @@ def lower_bound(X_train, threads):
                                for r in rows])
         n_feat.append(np.unique(cols).shape[0])
         heavy.append(bool((lens[rows] > HEAVY_NNZ).any()))
-    rates = run_probe(n_rows=X_train.shape[1], width=HIDDEN,
-                      n_touch=min(2**18, X_train.shape[1] // 4), threads=(threads,))[threads]
-    bound = epoch_lower_bound(n_feat, heavy, rates, width=HIDDEN)
-    print(f"lower bound from bandwidth_probe ({threads} threads; {sum(heavy)} of "
-          f"{len(heavy)} batches hold an almost-full row; mean distinct features per "
-          f"batch {np.mean(n_feat):,.0f}): "
+    return {"n_features": n_feat, "heavy": heavy, "n_columns": int(X_train.shape[1]),
+            "batches": len(heavy), "heavy_batches": int(sum(heavy)),
+            "mean_features_per_batch": float(np.mean(n_feat))}
+
+
+def probe_bound(batches, threads):
+    """Least epoch seconds per solver: ``batches`` (see epoch_batches) priced
+    at the rates bandwidth_probe measures now at ``threads`` threads."""
+    from bandwidth_probe import epoch_lower_bound, run_probe
+
+    tic = time.perf_counter()
+    n_cols = batches["n_columns"]
+    rates = run_probe(n_rows=n_cols, width=HIDDEN, n_touch=min(2**18, n_cols // 4),
+                      threads=(threads,))[threads]
+    bound = epoch_lower_bound(batches["n_features"], batches["heavy"], rates, width=HIDDEN)
+    print(f"  memory bound from bandwidth_probe ({threads} threads): "
           + ", ".join(f"{k} {v:.1f} s" for k, v in bound.items())
           + f" [{time.perf_counter() - tic:.0f}s]", flush=True)
-    return {"seconds": bound, "GB_per_s": rates, "batches": len(heavy),
-            "heavy_batches": int(sum(heavy)), "mean_features_per_batch": float(np.mean(n_feat))}
+    return {"seconds": bound, "GB_per_s": rates}
 
 
 def merge(runs):
@@ -406,6 +410,11 @@ def merge(runs):
         vals = [r[k] for r in runs if r.get(k) is not None]
         if vals:
             m[k] = float(np.median(vals))
+    ratios = [r["to_bound"] for r in runs if r.get("to_bound") is not None]
+    if ratios:
+        m["to_bound"] = float(np.median(ratios))
+        m["bound_seconds"] = float(np.median([r["bound_seconds"] for r in runs
+                                              if r.get("bound_seconds") is not None]))
     m["peak_rss_mib"] = max(r["peak_rss_mib"] for r in runs)
     m["repeats"] = len(runs)
     m["runs"] = runs
@@ -441,6 +450,8 @@ def markdown(report):
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     bound = c.get("lower_bound")
+    probes = [(r["peer"], k, run["bound_rates"]) for r in res
+              for k, run in enumerate(r.get("runs", [r])) if run.get("bound_rates")]
     for r in res:
         if "skipped" in r:
             lines.append(f"| {r['peer']} | skipped: {r['skipped']} | | | | | | |")
@@ -455,8 +466,8 @@ def markdown(report):
         if r.get("test_r2_note"):
             r2 += f" ({r['test_r2_note']})"
         ratio = f"{ep / ref:.2f}" if (ep and ref) else "—"
-        b = bound["seconds"].get(BOUND_OF_PEER.get(r["peer"], ""), 0) if bound else 0
-        to_bound = f"{ep / b:.2f} (bound {b:.1f} s)" if (ep and b) else "—"
+        to_bound = (f"{r['to_bound']:.2f} (bound {r['bound_seconds']:.1f} s)"
+                    if r.get("to_bound") is not None else "—")
         lines.append(f"| {r['peer']} | {r['solver']} | {ep_s} | {fmt(r.get('samples_per_second'), ',.0f')} "
                      f"| {r2} | {r['peak_rss_mib']:,.0f} | {ratio} | {to_bound} |")
     lines += ["", "Peak RSS includes the training and test data loaded in each child "
@@ -473,20 +484,19 @@ def markdown(report):
     if ours.get("epoch_seconds") and by.get("sklearn-mlp", {}).get("epoch_seconds"):
         targets.append(f"ours-adam / sklearn-mlp (extrapolated) "
                        f"{ours['epoch_seconds'] / by['sklearn-mlp']['epoch_seconds']:.4f} (target <= 0.01)")
-    if ours.get("epoch_seconds") and bound:
-        targets.append(f"ours-adam / memory bound {ours['epoch_seconds'] / bound['seconds']['adam']:.2f} "
-                       "(target <= 1.5)")
+    if ours.get("to_bound") is not None:
+        targets.append(f"ours-adam / memory bound {ours['to_bound']:.2f} (target <= 1.5)")
     if targets:
         lines += ["", "Targets: " + "; ".join(targets) + "."]
-    if bound:
-        g = bound["GB_per_s"]
+    if bound and probes:
         lines += ["", f"Memory bound: {bound['batches']} batches per epoch, {bound['heavy_batches']} "
                   f"with an almost-full row, {bound['mean_features_per_batch']:,.0f} distinct features "
                   "per batch on average; each batch must gather its features' weight rows once and "
                   "read and write them and the solver's state once, at the rates "
-                  f"`benchmarks/bandwidth_probe.py` measured with {c['threads']} threads (GB/s: "
-                  + ", ".join(f"{k} {v:.1f}" for k, v in g.items()) + "). Bounds: "
-                  + ", ".join(f"{k} {v:.1f} s" for k, v in bound["seconds"].items()) + "."]
+                  f"`benchmarks/bandwidth_probe.py` measured with {c['threads']} threads right "
+                  "before each run of ours (GB/s: "
+                  + "; ".join(f"{peer} round {k + 1}: " + ", ".join(f"{n} {v:.1f}" for n, v in g.items())
+                              for peer, k, g in probes) + ")."]
     tr = next((r for r in res if r["peer"] == "torch" and "phase_seconds_median" in r), None)
     if tr:
         ph = tr["phase_seconds_median"]
@@ -534,8 +544,11 @@ def parent_main(args):
                n_targets=int(y.shape[1]), epochs=epochs, sk_steps=sk_steps,
                threads=args.threads, row_scaling=args.row_scaling, repeats=args.repeats,
                hidden=HIDDEN, batch_size=BATCH)
+    batches = None
     if not args.no_bound:
-        cfg["lower_bound"] = lower_bound(X_train, args.threads)
+        batches = epoch_batches(X_train)
+        cfg["lower_bound"] = {k: batches[k] for k in
+                              ("batches", "heavy_batches", "mean_features_per_batch")}
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads),
                OPENBLAS_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     runs = {p: [] for p in args.peers}
@@ -548,6 +561,8 @@ def parent_main(args):
             for peer in args.peers:
                 out = os.path.join(d, f"{peer}-{rep}.json")
                 print(f"[round {rep + 1}/{args.repeats}] {peer} ...", flush=True)
+                probe = (probe_bound(batches, args.threads)
+                         if batches is not None and peer in BOUND_OF_PEER else None)
                 tic = time.perf_counter()
                 proc = subprocess.run(
                     [sys.executable, os.path.abspath(__file__), "--peer", peer,
@@ -558,11 +573,16 @@ def parent_main(args):
                     continue
                 with open(out) as f:
                     r = json.load(f)
+                if probe is not None and r.get("epoch_seconds"):
+                    r["bound_seconds"] = probe["seconds"][BOUND_OF_PEER[peer]]
+                    r["bound_rates"] = probe["GB_per_s"]
+                    r["to_bound"] = r["epoch_seconds"] / r["bound_seconds"]
                 if "skipped" in r:
                     print(f"  {peer} skipped: {r['skipped']}", flush=True)
                 else:
-                    print(f"  {peer}: epoch {fmt(r.get('epoch_seconds'), '.2f')} s, "
-                          f"R^2 {fmt(r.get('test_r2'), '.4f')}, peak RSS "
+                    print(f"  {peer}: epoch {fmt(r.get('epoch_seconds'), '.2f')} s"
+                          + (f" ({r['to_bound']:.2f} x its memory bound)" if "to_bound" in r else "")
+                          + f", R^2 {fmt(r.get('test_r2'), '.4f')}, peak RSS "
                           f"{r['peak_rss_mib']:,.0f} MiB [{time.perf_counter() - tic:.0f}s]",
                           flush=True)
                 runs[peer].append(r)
@@ -617,7 +637,7 @@ def main():
     p.add_argument("--peers", nargs="+", default=DEFAULT_PEERS, choices=ALL_PEERS,
                    help="default: all but ours-adagrad")
     p.add_argument("--no-bound", action="store_true",
-                   help="skip the memory-bandwidth lower bound (bandwidth_probe.py, ~1 minute)")
+                   help="skip the memory-bandwidth lower bound (bandwidth_probe.py before each of our runs)")
     p.add_argument("--output", default=None,
                    help="stem of the result files in benchmarks/results/ "
                         "(default peers, or peers_quick with --quick)")
