@@ -449,7 +449,7 @@ def markdown(report):
         "| epoch / memory bound |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    bound = c.get("lower_bound")
+    batches = c.get("bound_batches")
     probes = [(r["peer"], k, run["bound_rates"]) for r in res
               for k, run in enumerate(r.get("runs", [r])) if run.get("bound_rates")]
     for r in res:
@@ -488,9 +488,9 @@ def markdown(report):
         targets.append(f"ours-adam / memory bound {ours['to_bound']:.2f} (target <= 1.5)")
     if targets:
         lines += ["", "Targets: " + "; ".join(targets) + "."]
-    if bound and probes:
-        lines += ["", f"Memory bound: {bound['batches']} batches per epoch, {bound['heavy_batches']} "
-                  f"with an almost-full row, {bound['mean_features_per_batch']:,.0f} distinct features "
+    if batches and probes:
+        lines += ["", f"Memory bound: {batches['batches']} batches per epoch, {batches['heavy_batches']} "
+                  f"with an almost-full row, {batches['mean_features_per_batch']:,.0f} distinct features "
                   "per batch on average; each batch must gather its features' weight rows once and "
                   "read and write them and the solver's state once, at the rates "
                   f"`benchmarks/bandwidth_probe.py` measured with {c['threads']} threads right "
@@ -547,7 +547,7 @@ def parent_main(args):
     batches = None
     if not args.no_bound:
         batches = epoch_batches(X_train)
-        cfg["lower_bound"] = {k: batches[k] for k in
+        cfg["bound_batches"] = {k: batches[k] for k in
                               ("batches", "heavy_batches", "mean_features_per_batch")}
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads),
                OPENBLAS_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))

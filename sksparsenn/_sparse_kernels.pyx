@@ -614,10 +614,10 @@ def sparse_update(
         tid = omp_get_thread_num()
         g = &scratch[tid, 0]
         for f in prange(n_feat, schedule='dynamic', chunksize=16):
+            j = features[f]
             if f + 1 < n_feat:
                 _prefetch_rows(&W[features[f + 1], 0], &state1[features[f + 1], 0],
                                &state2[features[f + 1], 0], H, n_state, rowwise)
-            j = features[f]
             w = &W[j, 0]
             s1 = &state1[j, 0]
             s2 = &state2[j, 0]
