@@ -78,6 +78,16 @@ cdef Py_ssize_t _CHUNK = 2048
 cdef Py_ssize_t _PREFETCH_AHEAD = 4
 # How many stored values ahead the grouping of a batch prefetches slot[].
 cdef Py_ssize_t _SLOT_AHEAD = 16
+# How many features ahead the update prefetches the rows of W and of the
+# solver state, and how many consecutive features a thread takes at a time.
+# A prefetch pays only for a feature the same thread updates next: with
+# chunks of 16, a prefetch 4 ahead went to the other thread's rows for 4
+# features of every 16, and the first rows of each chunk arrived
+# unannounced. Chunks of 256 keep the prefetches inside one thread's run of
+# features while still sharing uneven work (features with many pairs come
+# first) between the threads.
+cdef Py_ssize_t _UPDATE_AHEAD = 4
+cdef Py_ssize_t _UPDATE_CHUNK = 256
 
 
 cdef inline floating _sqrt(floating x) noexcept nogil:
@@ -581,7 +591,7 @@ def sparse_update(
     al., 2014), while the row is still in cache.
     """
     cdef Py_ssize_t H = W.shape[1]
-    cdef Py_ssize_t n_feat = features.shape[0], f, h, j
+    cdef Py_ssize_t n_feat = features.shape[0], f, h, j, k
     cdef int tid
     dtype = np.float32 if floating is float else np.float64
     scratch_a = np.empty((max(n_threads, 1), max(H, 1)), dtype=dtype)
@@ -613,11 +623,11 @@ def sparse_update(
     with nogil, parallel(num_threads=n_threads):
         tid = omp_get_thread_num()
         g = &scratch[tid, 0]
-        for f in prange(n_feat, schedule='dynamic', chunksize=16):
+        for f in prange(n_feat, schedule='dynamic', chunksize=_UPDATE_CHUNK):
             j = features[f]
-            if f + 1 < n_feat:
-                _prefetch_rows(&W[features[f + 1], 0], &state1[features[f + 1], 0],
-                               &state2[features[f + 1], 0], H, n_state, rowwise)
+            if f + _UPDATE_AHEAD < n_feat:
+                k = features[f + _UPDATE_AHEAD]
+                _prefetch_rows(&W[k, 0], &state1[k, 0], &state2[k, 0], H, n_state, rowwise)
             w = &W[j, 0]
             s1 = &state1[j, 0]
             s2 = &state2[j, 0]
