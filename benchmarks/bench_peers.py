@@ -38,14 +38,16 @@ ordinary rows.
     python benchmarks/bench_peers.py --peers ours-adagrad --epochs 3   # one more variant
     python benchmarks/bench_peers.py --peers ours-adam torch --repeats 2
 
-Right before each run of one of our solvers, ``bandwidth_probe.py``
-measures this machine's bandwidth for gathering and updating rows of an
-(n_features, 256) float32 array, and the suite prints the least time an
-epoch can take for that solver (the bytes each batch must move for its
-distinct features' rows and their optimizer state, priced at those rates)
-and the run's ratio to it (``--no-bound`` skips this). Probing next to each
-run, not once per suite, keeps the two measurements of a ratio minutes
-apart at most: the bandwidth of a shared machine drifts.
+In each run of one of our solvers, ``bandwidth_probe.py`` measures this
+machine's bandwidth for gathering and updating rows of an (n_features, 256)
+float32 array right before and right after the counted epochs, and the
+suite prints the least time an epoch can take for that solver (the bytes
+each batch must move for its distinct features' rows and their optimizer
+state, priced at those rates), the mean of the two bounds, and the run's
+ratio to it (``--no-bound`` skips this). The bandwidth of a shared machine
+drifts from minute to minute; probing on both sides of the timed epochs,
+seconds away from them, brackets the conditions the epochs ran under, and
+the distance between the two bounds shows how far they moved.
 
 Timings on a shared 2-core machine are noisy: medians are reported, and
 ``--repeats R`` runs R interleaved rounds of all peers (round 1: every peer,
@@ -152,7 +154,9 @@ def l2_rows(X):
 
 # --------------------------------------------------------------------------- #
 # peers (run in child processes)
-def run_ours(cfg, solver, X_train, X_test, y_train, y_test):
+def run_ours(cfg, solver, X_train, X_test, y_train, y_test, probe=None):
+    """Our regressor, one ``partial_fit`` per epoch. ``probe`` (optional) is
+    called right before the first counted epoch and right after the last."""
     from sksparsenn import SparseMLPRegressor
 
     lr = {"adam": 1e-3, "sgd": 0.05, "adagrad": 0.05, "rowwise_adagrad": 0.05}[solver]
@@ -161,17 +165,25 @@ def run_ours(cfg, solver, X_train, X_test, y_train, y_test):
         learning_rate_init=lr, random_state=0, max_iter=cfg["epochs"], tol=0,
         n_iter_no_change=10**6, alpha=0, row_scaling=cfg["row_scaling"], dtype="float32",
     )
-    epochs = []
+    epochs, probes = [], []
+    first_counted = 1 if cfg["epochs"] > 1 else 0
     for e in range(cfg["epochs"]):
+        if probe is not None and e == first_counted:
+            probes.append(probe())
         tic = time.perf_counter()
         model.partial_fit(X_train, y_train)
         epochs.append(time.perf_counter() - tic)
         print(f"    [{'ours-' + solver}] epoch {e + 1}: {epochs[-1]:.2f}s  loss {model.loss_:.4f}",
               flush=True)
+    if probe is not None:
+        probes.append(probe())
     tic = time.perf_counter()
     r2 = model.score(X_test, y_test)
-    return {"solver": f"{solver} lr={lr:g}", "epoch_seconds_all": epochs,
-            "test_r2": float(r2), "predict_seconds": time.perf_counter() - tic}
+    res = {"solver": f"{solver} lr={lr:g}", "epoch_seconds_all": epochs,
+           "test_r2": float(r2), "predict_seconds": time.perf_counter() - tic}
+    if probes:
+        res["bound_probes"] = probes  # before the counted epochs, after them
+    return res
 
 
 def _our_initial_weights(X_train, n_targets):
@@ -329,9 +341,15 @@ def child_main(args):
     X_train, X_test, y_train, y_test = load_data(args.data_dir)
     rss_data = current_rss_mib()
     tic = time.perf_counter()
+    probe = None
+    batches_path = os.path.join(args.data_dir, "batches.json")
+    if args.peer in BOUND_OF_PEER and os.path.exists(batches_path):
+        with open(batches_path) as f:
+            batches = json.load(f)
+        probe = lambda: probe_bound(batches, cfg["threads"])  # noqa: E731
     with threadpool_limits(cfg["threads"]):
         if args.peer.startswith("ours-"):
-            res = run_ours(cfg, args.peer[5:], X_train, X_test, y_train, y_test)
+            res = run_ours(cfg, args.peer[5:], X_train, X_test, y_train, y_test, probe)
         elif args.peer == "torch":
             res = run_torch(cfg, X_train, X_test, y_train, y_test)
         elif args.peer == "sklearn-mlp":
@@ -352,6 +370,13 @@ def child_main(args):
         res["epochs_counted"] = len(counted)
     if res.get("epoch_seconds"):
         res["samples_per_second"] = X_train.shape[0] / res["epoch_seconds"]
+    if res.get("bound_probes") and res.get("epoch_seconds"):
+        name = BOUND_OF_PEER[args.peer]
+        before, after = (p["seconds"][name] for p in (res["bound_probes"][0],
+                                                      res["bound_probes"][-1]))
+        res["bound_seconds_before_after"] = [before, after]
+        res["bound_seconds"] = 0.5 * (before + after)
+        res["to_bound"] = res["epoch_seconds"] / res["bound_seconds"]
     with open(args.out, "w") as f:
         json.dump(res, f, indent=1)
 
@@ -421,6 +446,11 @@ def merge(runs):
     return m
 
 
+def secs(v):
+    """Seconds with two decimals below 10 s, one above."""
+    return f"{v:.2f}" if v < 10 else f"{v:.1f}"
+
+
 def fmt(v, spec):
     return "—" if v is None else format(v, spec)
 
@@ -450,8 +480,9 @@ def markdown(report):
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     batches = c.get("bound_batches")
-    probes = [(r["peer"], k, run["bound_rates"]) for r in res
-              for k, run in enumerate(r.get("runs", [r])) if run.get("bound_rates")]
+    probes = [(r["peer"], k, run["bound_probes"], run["bound_seconds_before_after"])
+              for r in res for k, run in enumerate(r.get("runs", [r]))
+              if run.get("bound_seconds_before_after")]
     for r in res:
         if "skipped" in r:
             lines.append(f"| {r['peer']} | skipped: {r['skipped']} | | | | | | |")
@@ -466,8 +497,11 @@ def markdown(report):
         if r.get("test_r2_note"):
             r2 += f" ({r['test_r2_note']})"
         ratio = f"{ep / ref:.2f}" if (ep and ref) else "—"
-        to_bound = (f"{r['to_bound']:.2f} (bound {r['bound_seconds']:.1f} s)"
+        to_bound = (f"{r['to_bound']:.2f} (bound {secs(r['bound_seconds'])} s)"
                     if r.get("to_bound") is not None else "—")
+        if r.get("to_bound") is not None and len(r.get("runs", [r])) > 1:
+            to_bound += " median of " + ", ".join(f"{run['to_bound']:.2f}" for run in r["runs"]
+                                                  if run.get("to_bound") is not None)
         lines.append(f"| {r['peer']} | {r['solver']} | {ep_s} | {fmt(r.get('samples_per_second'), ',.0f')} "
                      f"| {r2} | {r['peak_rss_mib']:,.0f} | {ratio} | {to_bound} |")
     lines += ["", "Peak RSS includes the training and test data loaded in each child "
@@ -493,10 +527,14 @@ def markdown(report):
                   f"with an almost-full row, {batches['mean_features_per_batch']:,.0f} distinct features "
                   "per batch on average; each batch must gather its features' weight rows once and "
                   "read and write them and the solver's state once, at the rates "
-                  f"`benchmarks/bandwidth_probe.py` measured with {c['threads']} threads right "
-                  "before each run of ours (GB/s: "
-                  + "; ".join(f"{peer} round {k + 1}: " + ", ".join(f"{n} {v:.1f}" for n, v in g.items())
-                              for peer, k, g in probes) + ")."]
+                  f"`benchmarks/bandwidth_probe.py` measured with {c['threads']} threads in each "
+                  "run of ours, right before its counted epochs and right after them; the bound "
+                  "is the mean of the two. Bounds before / after, and the probe's GB/s "
+                  "(before / after): "
+                  + "; ".join(f"{peer} round {k + 1}: {secs(ba[0])} / {secs(ba[1])} s ("
+                              + ", ".join(f"{n} {v:.1f} / {pr[-1]['GB_per_s'][n]:.1f}"
+                                          for n, v in pr[0]["GB_per_s"].items()) + ")"
+                              for peer, k, pr, ba in probes) + "."]
     tr = next((r for r in res if r["peer"] == "torch" and "phase_seconds_median" in r), None)
     if tr:
         ph = tr["phase_seconds_median"]
@@ -557,12 +595,13 @@ def parent_main(args):
         del X, y, X_train, X_test, y_train, y_test
         with open(os.path.join(d, "config.json"), "w") as f:
             json.dump(cfg, f)
+        if batches is not None:
+            with open(os.path.join(d, "batches.json"), "w") as f:
+                json.dump(batches, f)
         for rep in range(args.repeats):  # interleaved rounds
             for peer in args.peers:
                 out = os.path.join(d, f"{peer}-{rep}.json")
                 print(f"[round {rep + 1}/{args.repeats}] {peer} ...", flush=True)
-                probe = (probe_bound(batches, args.threads)
-                         if batches is not None and peer in BOUND_OF_PEER else None)
                 tic = time.perf_counter()
                 proc = subprocess.run(
                     [sys.executable, os.path.abspath(__file__), "--peer", peer,
@@ -573,15 +612,13 @@ def parent_main(args):
                     continue
                 with open(out) as f:
                     r = json.load(f)
-                if probe is not None and r.get("epoch_seconds"):
-                    r["bound_seconds"] = probe["seconds"][BOUND_OF_PEER[peer]]
-                    r["bound_rates"] = probe["GB_per_s"]
-                    r["to_bound"] = r["epoch_seconds"] / r["bound_seconds"]
                 if "skipped" in r:
                     print(f"  {peer} skipped: {r['skipped']}", flush=True)
                 else:
                     print(f"  {peer}: epoch {fmt(r.get('epoch_seconds'), '.2f')} s"
-                          + (f" ({r['to_bound']:.2f} x its memory bound)" if "to_bound" in r else "")
+                          + (f" ({r['to_bound']:.2f} x its memory bound, "
+                             + " and ".join(secs(b) for b in r["bound_seconds_before_after"])
+                             + " s before and after)" if "to_bound" in r else "")
                           + f", R^2 {fmt(r.get('test_r2'), '.4f')}, peak RSS "
                           f"{r['peak_rss_mib']:,.0f} MiB [{time.perf_counter() - tic:.0f}s]",
                           flush=True)
