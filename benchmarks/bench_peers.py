@@ -76,7 +76,7 @@ ALL_PEERS = ["ours-adam", "sklearn-mlp", "ridge", "torch", "ours-sgd", "ours-row
              "ours-adagrad"]
 # The default run: every peer but the plain-Adagrad variant, 2 epochs each
 # (PyTorch's epoch alone takes about 5 minutes here), so that one command
-# stays under 20 minutes on a 2-core machine (1,107 s measured).
+# stays under 20 minutes on a 2-core machine (1,077 s measured).
 DEFAULT_PEERS = [p for p in ALL_PEERS if p != "ours-adagrad"]
 HIDDEN = 256
 BATCH = 256
