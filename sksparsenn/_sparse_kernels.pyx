@@ -613,11 +613,16 @@ def sparse_update(
     cdef int n_state = (2 if solver == SOLVER_ADAM else
                         1 if (solver == SOLVER_ADAGRAD or (solver == SOLVER_SGD and momentum > 0))
                         else 0)
+    cdef bint uses_s1 = n_state >= 1 or rowwise
     if rowwise and state1.shape[1] != 1:
         raise ValueError("row-wise Adagrad keeps one accumulator per row: state1 "
                          f"must have shape (n_features, 1), got ({state1.shape[0]}, {state1.shape[1]})")
     if not rowwise and (state1.shape[1] != H or state2.shape[1] != H):
         raise ValueError("state1 and state2 must have W's shape")
+    if (uses_s1 and state1.shape[0] != W.shape[0]) or (n_state >= 2 and state2.shape[0] != W.shape[0]):
+        raise ValueError("the solver's state must have one row per row of W")
+    if state1.shape[0] == 0 or state2.shape[0] == 0:
+        raise ValueError("a state array the solver does not use must still have one row")
     if H == 0 or n_feat == 0:
         return
     with nogil, parallel(num_threads=n_threads):
@@ -625,12 +630,15 @@ def sparse_update(
         g = &scratch[tid, 0]
         for f in prange(n_feat, schedule='dynamic', chunksize=_UPDATE_CHUNK):
             j = features[f]
+            # A state array the solver does not use may be a (1, H)
+            # placeholder: its row 0 stands in, never read or written.
             if f + _UPDATE_AHEAD < n_feat:
                 k = features[f + _UPDATE_AHEAD]
-                _prefetch_rows(&W[k, 0], &state1[k, 0], &state2[k, 0], H, n_state, rowwise)
+                _prefetch_rows(&W[k, 0], &state1[k if uses_s1 else 0, 0],
+                               &state2[k if n_state >= 2 else 0, 0], H, n_state, rowwise)
             w = &W[j, 0]
-            s1 = &state1[j, 0]
-            s2 = &state2[j, 0]
+            s1 = &state1[j if uses_s1 else 0, 0]
+            s2 = &state2[j if n_state >= 2 else 0, 0]
             _feature_gradient(offsets, pair_row, pair_val, D, f, g)
             if solver == SOLVER_ADAM:
                 for h in range(H):

@@ -150,6 +150,16 @@ def test_update_rejects_state_of_the_wrong_shape():
     with pytest.raises(ValueError, match="W's shape"):
         K.sparse_update(*plan, D, W, np.zeros((W.shape[0], 1)), full, 1, 0.1, 0.9, 0.999,
                         1e-8, 0.0, False, 1)
+    short = np.zeros((W.shape[0] - 1, H))
+    with pytest.raises(ValueError, match="one row per row of W"):  # Adam's second moment
+        K.sparse_update(*plan, D, W, full, short, 1, 0.1, 0.9, 0.999, 1e-8, 0.0, False, 1)
+    with pytest.raises(ValueError, match="one row per row of W"):  # momentum's velocity
+        K.sparse_update(*plan, D, W, short, short, 0, 0.1, 0.9, 0.999, 1e-8, 0.9, False, 1)
+    # Plain SGD reads no state: a one-row placeholder is accepted, W still steps.
+    W2 = W.copy()
+    K.sparse_update(*plan, np.ones((1, H)), W2, np.zeros((1, H)), np.zeros((1, H)), 0, 0.1,
+                    0.9, 0.999, 1e-8, 0.0, False, 1)
+    assert not np.array_equal(W2[plan[0]], W[plan[0]])
 
 
 def _blas_threads():
