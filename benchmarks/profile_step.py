@@ -16,10 +16,16 @@ It also prints the mean number of distinct features per batch, from which
 the bytes a phase moves follow (one 4*H-byte row per feature and array).
 
     python benchmarks/profile_step.py [--n-samples 40000] [--solver adam]
-        [--threads 1] [--epochs 2]
+        [--threads 1] [--epochs 2] [--kernels PATH]
+
+``--kernels PATH`` runs the step with another build of the kernels (a copy
+of ``_sparse_kernels*.so`` kept from an earlier build), so that two builds
+can be profiled in interleaved runs on the same machine state.
 """
 
 import argparse
+import importlib.machinery
+import importlib.util
 import time
 
 import numpy as np
@@ -30,6 +36,15 @@ from sksparsenn.datasets import make_sparse_regression
 PHASES = ["plan", "forward", "backward", "update_dense", "update_sparse"]
 
 
+def load_kernels(path):
+    """The kernel module compiled at ``path``, loaded beside the installed one."""
+    loader = importlib.machinery.ExtensionFileLoader("profiled._sparse_kernels", path)
+    spec = importlib.util.spec_from_file_location(loader.name, path, loader=loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--n-samples", type=int, default=40_000)
@@ -38,7 +53,12 @@ def main():
     p.add_argument("--solver", default="adam", choices=sorted(N.SOLVERS))
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--epochs", type=int, default=2, help="the last one is reported")
+    p.add_argument("--kernels", default=None,
+                   help="path of another build's _sparse_kernels extension to profile")
     args = p.parse_args()
+    if args.kernels:
+        N._k = load_kernels(args.kernels)  # the network calls its kernels through N._k
+        print(f"kernels: {args.kernels}")
 
     X, y = make_sparse_regression(n_samples=args.n_samples, n_features=args.n_features,
                                   random_state=0)
