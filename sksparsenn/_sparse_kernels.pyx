@@ -621,10 +621,12 @@ def sparse_update(
         raise ValueError("state1 and state2 must have W's shape")
     if (uses_s1 and state1.shape[0] != W.shape[0]) or (n_state >= 2 and state2.shape[0] != W.shape[0]):
         raise ValueError("the solver's state must have one row per row of W")
-    if state1.shape[0] == 0 or state2.shape[0] == 0:
-        raise ValueError("a state array the solver does not use must still have one row")
     if H == 0 or n_feat == 0:
         return
+    # With features to update, W has rows, and so does every state array the
+    # solver uses (checked above): an empty one here is an unused placeholder.
+    if state1.shape[0] == 0 or state2.shape[0] == 0:
+        raise ValueError("a state array the solver does not use must still have one row")
     with nogil, parallel(num_threads=n_threads):
         tid = omp_get_thread_num()
         g = &scratch[tid, 0]
