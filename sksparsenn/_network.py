@@ -2,8 +2,9 @@
 
 A ``SparseNetwork`` holds plain numpy arrays only, so it pickles as it is.
 The first layer (``coefs[0]``, shape (n_features, H1)) is driven by the Cython
-kernels in ``_sparse_kernels``; the dense layers after it use BLAS through
-numpy. It knows nothing of epochs or of scikit-learn.
+kernels in ``_sparse_kernels`` (or their AVX2 build, see ``select_kernels``);
+the dense layers after it use BLAS through numpy. It knows nothing of epochs
+or of scikit-learn.
 
 Optimizer semantics (all layers):
 
@@ -38,14 +39,56 @@ date before the weights are read from outside.
 
 import contextlib
 import math
+import os
 import threading
 import types
+import warnings
 
 import numpy as np
 from scipy.special import expit
 from threadpoolctl import ThreadpoolController
 
-from . import _sparse_kernels as _k
+from . import _sparse_kernels
+
+KERNELS_ENV = "SKSPARSENN_KERNELS"
+
+
+def select_kernels(choice=None):
+    """The build of the first-layer kernels to run on this processor.
+
+    The kernels are compiled twice (see ``sksparsenn/meson.build``): for any
+    processor (``"baseline"``, SSE2 on x86-64) and, on x86-64, for AVX2
+    (``"avx2"``, 256-bit vectors). Both give bit-identical results; the
+    AVX2 build is faster. ``choice`` (default: the ``SKSPARSENN_KERNELS``
+    environment variable, else ``"auto"``) is ``"auto"`` (AVX2 when the
+    processor has it), ``"baseline"`` or ``"avx2"``. A choice that cannot
+    be honoured warns and falls back to the baseline build, so that no
+    setting can run instructions the processor lacks.
+    """
+    if choice is None:
+        choice = os.environ.get(KERNELS_ENV, "").strip().lower() or "auto"
+    if choice not in ("auto", "baseline", "avx2"):
+        warnings.warn(f"{KERNELS_ENV}={choice!r} is not one of 'auto', 'baseline', "
+                      "'avx2'; using 'auto'", RuntimeWarning, stacklevel=2)
+        choice = "auto"
+    if choice == "baseline":
+        return _sparse_kernels
+    try:
+        from . import _sparse_kernels_avx2
+    except ImportError:  # built without it: not x86-64, or not gcc/clang
+        _sparse_kernels_avx2 = None
+    if _sparse_kernels_avx2 is not None and _sparse_kernels.cpu_has_avx2():
+        return _sparse_kernels_avx2
+    if choice == "avx2":
+        reason = ("this processor has no AVX2" if _sparse_kernels_avx2 is not None
+                  else "this installation has no AVX2 build of the kernels")
+        warnings.warn(f"{KERNELS_ENV}=avx2, but {reason}; using the baseline kernels",
+                      RuntimeWarning, stacklevel=2)
+    return _sparse_kernels
+
+
+# The module every kernel call goes through (benchmarks swap it for another build).
+_k = select_kernels()
 
 SOLVERS = {"sgd": 0, "adam": 1, "adagrad": 2, "rowwise_adagrad": 3}
 # Optimizer state arrays per parameter.

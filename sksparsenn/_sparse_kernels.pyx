@@ -48,6 +48,40 @@ cdef extern from *:
     void _prefetch_r "SKS_PREFETCH_R"(const void* p) noexcept nogil
     void _prefetch_w "SKS_PREFETCH_W"(const void* p) noexcept nogil
 
+# This module is built twice from this file (sksparsenn/meson.build): as
+# _sparse_kernels for any processor, and on x86-64 as _sparse_kernels_avx2
+# with -mavx2. INSTRUCTION_SET says which build this is; cpu_has_avx2()
+# whether the processor running it can execute the AVX2 build.
+cdef extern from *:
+    """
+    #if defined(__AVX2__)
+    #define SKS_INSTRUCTION_SET "avx2"
+    #else
+    #define SKS_INSTRUCTION_SET "baseline"
+    #endif
+    #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+    static int sks_cpu_has_avx2(void) {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") != 0;
+    }
+    #else
+    static int sks_cpu_has_avx2(void) { return 0; }
+    #endif
+    """
+    const char* _INSTRUCTION_SET "SKS_INSTRUCTION_SET"
+    int _cpu_has_avx2 "sks_cpu_has_avx2"() noexcept nogil
+
+INSTRUCTION_SET = _INSTRUCTION_SET.decode("ascii")
+
+
+def cpu_has_avx2():
+    """Whether this processor, and its operating system, run AVX2 code.
+
+    ``__builtin_cpu_supports`` checks the CPUID bit and that the operating
+    system saves the 256-bit registers. Always False off x86-64.
+    """
+    return bool(_cpu_has_avx2())
+
 ctypedef fused index_t:
     int32_t
     int64_t

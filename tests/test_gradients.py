@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from sksparsenn import _sparse_kernels as _k
+from sksparsenn._network import _k  # the build this processor runs (select_kernels)
 from sksparsenn._network import SparseNetwork, compute_row_scales
 
 N_THREADS = 2

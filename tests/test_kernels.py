@@ -11,7 +11,7 @@ import pytest
 import scipy.sparse as sp
 import threadpoolctl
 
-from sksparsenn import _sparse_kernels as K
+from sksparsenn._network import _k as K  # the build this processor runs (select_kernels)
 from sksparsenn._network import _SingleThreadBlas, blas_threads_limit
 
 H = 40
