@@ -116,6 +116,11 @@ def versions():
             out[name] = getattr(mod, "__version__", "?")
         except Exception:
             out[name] = None
+    try:  # which build of the kernels ran: baseline or avx2 (README, "Processors")
+        from sksparsenn._network import _k
+        out["sksparsenn kernels"] = _k.INSTRUCTION_SET
+    except Exception:
+        out["sksparsenn kernels"] = None
     return out
 
 

@@ -45,6 +45,39 @@ def load_kernels(path):
     return module
 
 
+def setup(args):
+    """The built-in data, a network, the step's hyper-parameters for ``args``,
+    and the random state that drew the network (batch orders continue it)."""
+    X, y = make_sparse_regression(n_samples=args.n_samples, n_features=args.n_features,
+                                  random_state=0)
+    lens = np.diff(X.indptr)
+    rng = np.random.RandomState(0)
+    net = N.SparseNetwork([X.shape[1], args.hidden, y.shape[1]], "relu", args.solver,
+                          np.float32, rng, float(lens.mean()))
+    scale = N.compute_row_scales(X, "l2", args.threads)
+    hp = dict(lr=1e-3 if args.solver == "adam" else 0.05, alpha=0.0, alpha_l1=0.0,
+              beta_1=0.9, beta_2=0.999, epsilon=1e-8, momentum=0.9, nesterov=True)
+    return X, y, lens, net, scale, hp, rng
+
+
+def timed_step(net, X, y, rows, scale, hp, threads):
+    """One training step on ``rows``: seconds of each of PHASES, and the
+    batch's number of distinct features."""
+    t0 = time.perf_counter()
+    plan, nt = net._first_layer_plan(X, rows, scale[rows], threads)
+    t1 = time.perf_counter()
+    acts = net.forward(X, rows, scale[rows], nt)
+    t2 = time.perf_counter()
+    _, D1, grads = net.backward(acts, y[rows], None)
+    t3 = time.perf_counter()
+    lr = net._next_step_lr(hp)
+    net._update_dense_layers(grads, lr, 1.0, hp)  # alpha = 0: no decay
+    t4 = time.perf_counter()
+    net._lazy_update(plan, D1, net.coefs[0], [s[0] for s in net.state], lr, hp, nt)
+    t5 = time.perf_counter()
+    return (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4), plan[0].shape[0]
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--n-samples", type=int, default=40_000)
@@ -60,15 +93,7 @@ def main():
         N._k = load_kernels(args.kernels)  # the network calls its kernels through N._k
         print(f"kernels: {args.kernels}")
 
-    X, y = make_sparse_regression(n_samples=args.n_samples, n_features=args.n_features,
-                                  random_state=0)
-    lens = np.diff(X.indptr)
-    rng = np.random.RandomState(0)
-    net = N.SparseNetwork([X.shape[1], args.hidden, y.shape[1]], "relu", args.solver,
-                          np.float32, rng, float(lens.mean()))
-    scale = N.compute_row_scales(X, "l2", args.threads)
-    hp = dict(lr=1e-3 if args.solver == "adam" else 0.05, alpha=0.0, alpha_l1=0.0,
-              beta_1=0.9, beta_2=0.999, epsilon=1e-8, momentum=0.9, nesterov=True)
+    X, y, lens, net, scale, hp, rng = setup(args)
     print(f"{X.shape[0]:,} rows x {X.shape[1]:,} features, {X.nnz:,} non-zeros, "
           f"{int((lens > 4096).sum())} rows with > 4,096; H={args.hidden}, "
           f"solver={args.solver}, {args.threads} thread(s)")
@@ -82,20 +107,9 @@ def main():
                 rows = order[start:start + 256]
                 heavy = int((lens[rows] > 4096).any())
                 counts[heavy] += 1
-                t0 = time.perf_counter()
-                plan, nt = net._first_layer_plan(X, rows, scale[rows], args.threads)
-                t1 = time.perf_counter()
-                acts = net.forward(X, rows, scale[rows], nt)
-                t2 = time.perf_counter()
-                _, D1, grads = net.backward(acts, y[rows], None)
-                t3 = time.perf_counter()
-                lr = net._next_step_lr(hp)
-                net._update_dense_layers(grads, lr, 1.0, hp)  # alpha = 0: no decay
-                t4 = time.perf_counter()
-                net._lazy_update(plan, D1, net.coefs[0], [s[0] for s in net.state], lr, hp, nt)
-                t5 = time.perf_counter()
-                n_feat[heavy] += plan[0].shape[0]
-                for k, dt in zip(PHASES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
+                times, nf = timed_step(net, X, y, rows, scale, hp, args.threads)
+                n_feat[heavy] += nf
+                for k, dt in zip(PHASES, times):
                     T[k][heavy] += dt
 
     print(f"epoch {args.epochs}: {counts[0]} ordinary batches, {counts[1]} with an almost-full row")

@@ -1,0 +1,89 @@
+"""Two builds of the kernels compared batch by batch inside one training run.
+
+Trains ``SparseNetwork`` on the built-in data, as ``profile_step.py`` does,
+and before each batch picks one of two builds of the kernels at random
+(seeded). Both builds see the same machine state over the same epoch, so the
+drift of a shared machine (2x between runs of the same code here) cancels
+out of their ratio. Both builds must give bit-identical results (the
+baseline and AVX2 builds do, tests/test_dispatch.py), so that the training
+trajectory does not depend on the draw; for builds that differ in results,
+compare whole runs instead (``profile_step.py --kernels``).
+
+``--a`` and ``--b`` are ``baseline`` or ``avx2`` (the installed builds) or
+the path of a ``_sparse_kernels*.so`` kept from another build. Prints the
+ms per batch of each phase for each build, ordinary batches and batches
+with an almost-full row apart, and the epoch time each build's per-batch
+means add up to.
+
+    python benchmarks/ab_kernels.py [--a baseline] [--b avx2]
+        [--solver rowwise_adagrad] [--n-samples 180000] [--threads 2] [--epochs 2]
+"""
+
+import argparse
+import importlib
+import time
+
+import numpy as np
+
+from profile_step import PHASES, load_kernels, setup, timed_step
+from sksparsenn import _network as N
+
+
+def kernels(spec):
+    """The build named by ``spec``: "baseline", "avx2" or the path of a .so."""
+    if spec in ("baseline", "avx2"):
+        name = "sksparsenn._sparse_kernels" + ("_avx2" if spec == "avx2" else "")
+        return importlib.import_module(name)
+    return load_kernels(spec)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--a", default="baseline")
+    p.add_argument("--b", default="avx2")
+    p.add_argument("--solver", default="rowwise_adagrad", choices=sorted(N.SOLVERS))
+    p.add_argument("--n-samples", type=int, default=180_000)
+    p.add_argument("--n-features", type=int, default=2**20)
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=2,
+                   help="the last one is reported (the first maps the solver state's pages)")
+    args = p.parse_args()
+    builds = [kernels(args.a), kernels(args.b)]
+    for name, k in zip("AB", builds):
+        print(f"{name}: {k.__file__} ({k.INSTRUCTION_SET})")
+
+    X, y, lens, net, scale, hp, rng = setup(args)
+    coin = np.random.RandomState(1)
+    print(f"{X.shape[0]:,} rows x {X.shape[1]:,} features; solver={args.solver}, "
+          f"{args.threads} thread(s)")
+    with N.blas_threads_limit(net.layer_units, 256):
+        for epoch in range(args.epochs):
+            T = np.zeros((2, 2, len(PHASES)))   # build, heavy, phase
+            C = np.zeros((2, 2))
+            order = rng.permutation(X.shape[0]).astype(np.int64)
+            for start in range(0, X.shape[0], 256):
+                rows = order[start:start + 256]
+                heavy = int((lens[rows] > 4096).any())
+                b = coin.randint(2)
+                N._k = builds[b]
+                T[b, heavy] += timed_step(net, X, y, rows, scale, hp, args.threads)[0]
+                C[b, heavy] += 1
+
+    if (C == 0).any():
+        raise SystemExit("one build drew no batch of one kind: use more --n-samples")
+    for h, kind in ((0, "ordinary"), (1, "with an almost-full row")):
+        print(f"batches {kind}: {C[0, h]:.0f} on A, {C[1, h]:.0f} on B; ms per batch A / B (B/A)")
+        for k, phase in enumerate(PHASES + ["total"]):
+            a = T[0, h].sum() if phase == "total" else T[0, h, k]
+            b = T[1, h].sum() if phase == "total" else T[1, h, k]
+            a, b = 1e3 * a / C[0, h], 1e3 * b / C[1, h]
+            print(f"  {phase:15s} {a:8.3f} / {b:8.3f}  ({b / a:.3f})")
+    n = C.sum(axis=0)
+    epoch = [sum(T[i, h].sum() / C[i, h] * n[h] for h in (0, 1)) for i in (0, 1)]
+    print(f"epoch from the per-batch means: A {epoch[0]:.2f} s, B {epoch[1]:.2f} s, "
+          f"B/A {epoch[1] / epoch[0]:.3f}")
+
+
+if __name__ == "__main__":
+    main()
