@@ -61,9 +61,12 @@ def select_kernels(choice=None):
     (``"avx2"``, 256-bit vectors). Both give bit-identical results; the
     AVX2 build is faster. ``choice`` (default: the ``SKSPARSENN_KERNELS``
     environment variable, else ``"auto"``) is ``"auto"`` (AVX2 when the
-    processor has it), ``"baseline"`` or ``"avx2"``. A choice that cannot
-    be honoured warns and falls back to the baseline build, so that no
-    setting can run instructions the processor lacks.
+    processor has it), ``"baseline"`` or ``"avx2"``. Any other value warns
+    and counts as ``"auto"``; ``"avx2"`` where the AVX2 build cannot run
+    warns and falls back to the baseline build. No setting runs
+    instructions the processor lacks: the AVX2 build is not even imported
+    (its module initialisation is AVX2 code too) unless the processor has
+    AVX2.
     """
     if choice is None:
         choice = os.environ.get(KERNELS_ENV, "").strip().lower() or "auto"
@@ -73,15 +76,15 @@ def select_kernels(choice=None):
         choice = "auto"
     if choice == "baseline":
         return _sparse_kernels
-    try:
-        from . import _sparse_kernels_avx2
-    except ImportError:  # built without it: not x86-64, or not gcc/clang
-        _sparse_kernels_avx2 = None
-    if _sparse_kernels_avx2 is not None and _sparse_kernels.cpu_has_avx2():
-        return _sparse_kernels_avx2
+    reason = "this processor has no AVX2"
+    if _sparse_kernels.cpu_has_avx2():
+        try:
+            from . import _sparse_kernels_avx2
+        except ImportError:  # built without it: not x86-64, or not gcc/clang
+            reason = "this installation has no AVX2 build of the kernels"
+        else:
+            return _sparse_kernels_avx2
     if choice == "avx2":
-        reason = ("this processor has no AVX2" if _sparse_kernels_avx2 is not None
-                  else "this installation has no AVX2 build of the kernels")
         warnings.warn(f"{KERNELS_ENV}=avx2, but {reason}; using the baseline kernels",
                       RuntimeWarning, stacklevel=2)
     return _sparse_kernels

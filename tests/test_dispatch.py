@@ -8,6 +8,7 @@ results on both, so a model's numbers do not depend on the processor it
 was trained on.
 """
 
+import builtins
 import os
 import subprocess
 import sys
@@ -18,13 +19,15 @@ import scipy.sparse as sp
 
 from sksparsenn import SparseMLPRegressor, _network, _sparse_kernels
 
-try:
-    from sksparsenn import _sparse_kernels_avx2
-except ImportError:  # not built here (not x86-64, or not gcc/clang)
-    _sparse_kernels_avx2 = None
+_sparse_kernels_avx2 = None
+if _sparse_kernels.cpu_has_avx2():  # its import runs AVX2 code: only where it can
+    try:
+        from sksparsenn import _sparse_kernels_avx2
+    except ImportError:  # not built here (not x86-64, or not gcc/clang)
+        pass
 
 needs_avx2 = pytest.mark.skipif(
-    _sparse_kernels_avx2 is None or not _sparse_kernels.cpu_has_avx2(),
+    _sparse_kernels_avx2 is None,
     reason="the AVX2 build of the kernels is not installed or this processor lacks AVX2",
 )
 BUILDS = [_sparse_kernels, _sparse_kernels_avx2]
@@ -150,7 +153,7 @@ def test_each_build_says_what_it_is():
 
 def test_select_kernels_choices(monkeypatch):
     assert _network.select_kernels("baseline") is _sparse_kernels
-    if _sparse_kernels_avx2 is not None and _sparse_kernels.cpu_has_avx2():
+    if _sparse_kernels_avx2 is not None:
         assert _network.select_kernels("auto") is _sparse_kernels_avx2
         assert _network.select_kernels("avx2") is _sparse_kernels_avx2
     # A processor without AVX2: "auto" quietly, "avx2" with a warning, runs the baseline.
@@ -160,6 +163,27 @@ def test_select_kernels_choices(monkeypatch):
         assert _network.select_kernels("avx2") is _sparse_kernels
     with pytest.warns(RuntimeWarning, match="is not one of"):
         assert _network.select_kernels("sse9") is _sparse_kernels
+
+
+def test_avx2_build_is_imported_only_where_the_processor_has_avx2(monkeypatch):
+    # Its module initialisation is AVX2 code too: importing it on a processor
+    # without AVX2 could stop the process with an illegal instruction.
+    imported = []
+    real_import = builtins.__import__
+
+    def spy(name, globals=None, locals=None, fromlist=(), level=0):
+        imported.extend(fromlist or ())
+        return real_import(name, globals, locals, fromlist, level)
+
+    monkeypatch.setattr(builtins, "__import__", spy)
+    monkeypatch.setattr(_sparse_kernels, "cpu_has_avx2", lambda: False)
+    assert _network.select_kernels("auto") is _sparse_kernels
+    with pytest.warns(RuntimeWarning, match="this processor has no AVX2"):
+        assert _network.select_kernels("avx2") is _sparse_kernels
+    assert "_sparse_kernels_avx2" not in imported
+    monkeypatch.setattr(_sparse_kernels, "cpu_has_avx2", lambda: True)
+    _network.select_kernels("auto")
+    assert "_sparse_kernels_avx2" in imported
 
 
 def test_environment_variable_picks_the_build(tmp_path):
