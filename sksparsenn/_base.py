@@ -555,7 +555,8 @@ class BaseSparseMLP(BaseEstimator):
                 self._no_improvement_count = 0
             if score > self.best_validation_score_:
                 self.best_validation_score_ = score
-                self._best_params = net.copy_params()
+                # into the previous best's arrays: one copy of the weights, not two
+                self._best_params = net.copy_params(out=self._best_params)
             if average is not None:
                 _swap_params(net, average)
         else:

@@ -622,9 +622,19 @@ class SparseNetwork:
             coefs.append(self.linear_coef)
         return coefs, list(self.intercepts)
 
-    def copy_params(self):
+    def copy_params(self, out=None):
+        """Copies of the weights: (coefs, intercepts), as :meth:`param_arrays`.
+
+        With ``out`` (an earlier result of this method), the weights are
+        copied into its arrays and ``out`` is returned: keeping a best
+        epoch's weights then never holds two copies at once.
+        """
         coefs, intercepts = self.param_arrays()
-        return [c.copy() for c in coefs], [b.copy() for b in intercepts]
+        if out is None:
+            return [c.copy() for c in coefs], [b.copy() for b in intercepts]
+        for dst, src in zip(out[0] + out[1], coefs + intercepts):
+            np.copyto(dst, src)
+        return out
 
     def set_params_from(self, coefs, intercepts):
         """Copy weights into the existing arrays (references stay valid)."""

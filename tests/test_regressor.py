@@ -644,6 +644,28 @@ def test_early_stopping_restores_best_weights(data, early_stopped):
     assert_same_weights(early_stopped, short)
 
 
+def test_early_stopping_keeps_one_copy_of_the_weights(data, monkeypatch):
+    # Each new best epoch is copied into the previous best's arrays, so the
+    # fit never holds two copies of the weights (1 GiB at 2**20 x 256).
+    X, Y = data
+    calls = []
+    copy_params = _network.SparseNetwork.copy_params
+
+    def spy(self, out=None):
+        calls.append(out)
+        return copy_params(self, out)
+
+    monkeypatch.setattr(_network.SparseNetwork, "copy_params", spy)
+    est = _reg(**ES_PARAMS).fit(X, Y[:, 0])
+    scores = est.validation_scores_
+    n_best = sum(s > max(scores[:i], default=-np.inf) for i, s in enumerate(scores))
+    assert n_best >= 2 and len(calls) == n_best
+    assert calls[0] is None  # the first best allocates ...
+    assert all(out is not None for out in calls[1:])  # ... later ones reuse its arrays
+    assert_same_weights(est, _reg(**{**ES_PARAMS, "max_iter": int(np.argmax(scores)) + 1})
+                        .fit(X, Y[:, 0]))
+
+
 def test_early_stopping_best_score_is_r2_on_held_out_rows(data, early_stopped):
     # Reproduces the validation split from the way _base.py consumes
     # random_state (not documented): the network's initialisation draws one
