@@ -13,6 +13,11 @@ rows held out), so that the lower-memory choice, ``rowwise_adagrad`` (one
 accumulator per feature instead of H for Adagrad or 2 x H for Adam), shows
 its memory and its test R^2 beside lazy Adam after the same epochs.
 
+Each solver is fitted twice: with ``early_stopping=False``, and with the
+default ``early_stopping='auto'``, which holds out 10% of the training rows
+and keeps a copy of the best epoch's weights; that copy is part of what
+the second fit must hold.
+
     python benchmarks/bench_memory.py [--n-samples 50000] [--hidden 128]
         [--solvers adam rowwise_adagrad] [--max-iter 3]
 """
@@ -39,7 +44,7 @@ def rss(field):
     raise RuntimeError(field)
 
 path, hidden, solver, max_iter = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-lr = float(sys.argv[5])
+lr, early_stopping = float(sys.argv[5]), {"auto": "auto", "off": False}[sys.argv[6]]
 # Warm up: load every lazily imported module before the baseline.
 SparseMLPRegressor(hidden_layer_sizes=(2,), max_iter=1).fit(sp.random(20, 5, 0.5, "csr"), np.ones(20))
 with open("/proc/self/clear_refs", "w") as f:
@@ -59,6 +64,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     model = SparseMLPRegressor(hidden_layer_sizes=(hidden,), solver=solver, max_iter=max_iter,
                                learning_rate_init=lr, row_scaling="l2", batch_size=256,
+                               early_stopping=early_stopping,
                                random_state=0).fit(X_train, y[:n_train])
 peak = rss("VmHWM:")
 print(json.dumps({"base": base, "peak": peak, "r2": model.score(X_test, y[n_train:])}))
@@ -93,17 +99,18 @@ def main():
     print(f"  X {x_bytes / mib:,.0f} MiB (train and test rows), y {y_bytes / mib:,.1f} MiB, "
           f"weights {weights / mib:,.0f} MiB, per-feature bookkeeping {3 * N * 8 / mib:,.0f} MiB, "
           f"one batch {batch / mib:,.2f} MiB")
-    print(f"\n| solver | lr | optimizer state MiB | expected MiB | measured peak MiB | "
-          f"measured / expected | test R^2 |\n|---|---:|---:|---:|---:|---:|---:|")
+    print(f"\n| solver | early_stopping | lr | optimizer state MiB | expected MiB | "
+          f"measured peak MiB | measured / expected | test R^2 |\n"
+          f"|---|---|---:|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "data.npz")
         np.savez(path, data=X.data, indices=X.indices, indptr=X.indptr,
                  shape=np.array(X.shape), y=y)
-        for solver in args.solvers:
+        for solver, early_stopping in [(s, e) for s in args.solvers for e in ("off", "auto")]:
             lr = LEARNING_RATE[solver]
             out = subprocess.run(
                 [sys.executable, "-c", CHILD, path, str(args.hidden), solver,
-                 str(args.max_iter), str(lr)],
+                 str(args.max_iter), str(lr), early_stopping],
                 check=True, capture_output=True, text=True, cwd=tmp,
             ).stdout
             m = json.loads(out.strip().splitlines()[-1])
@@ -115,12 +122,16 @@ def main():
             # the int64 slot map of the batch transpose
             marks = 3 * N * 8
             expected = x_bytes + y_bytes + weights + state + marks + batch
+            if early_stopping == "auto":
+                expected += weights  # the best epoch's weights
             measured = m["peak"] - m["base"]
-            print(f"| {solver} | {lr:g} | {state / mib:,.0f} | {expected / mib:,.0f} | "
+            print(f"| {solver} | {early_stopping} | {lr:g} | {state / mib:,.0f} | "
+                  f"{expected / mib:,.0f} | "
                   f"{measured / mib:,.0f} | {measured / expected:.2f} | {m['r2']:.4f} |",
                   flush=True)
     print("\nexpected = X + y + weights + optimizer state + per-feature bookkeeping "
-          "(2 float64 lazy-penalty marks, 1 int64 slot) + one batch of activations; "
+          "(2 float64 lazy-penalty marks, 1 int64 slot) + one batch of activations, "
+          "+ one copy of the weights with early_stopping='auto' (the best epoch's); "
           "measured = growth of the "
           "child's peak RSS from before X is loaded (target: ratio <= 1.2).")
 
