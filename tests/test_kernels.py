@@ -62,6 +62,39 @@ def test_forward_split_is_independent_of_threads_float32():
     np.testing.assert_allclose(out[0], expected, rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+def test_batch_transpose_matches_numpy(index_dtype):
+    # The plan of a step: explicit zeros skipped, a row twice in one batch,
+    # rows of 9,000 and 5,000 stored values among short ones.
+    X, _, _ = _batch(np.float64, index_dtype, seed=5)
+    X.data[::13] = 0.0
+    rows = np.array([2, 0, 7, 4, 2, 1, 3, 9, 12, 5], dtype=np.int64)
+    scale = np.linspace(0.5, 1.5, rows.shape[0])
+    # Reference: the batch's pairs in storage order, grouped by feature in
+    # order of first appearance (a stable sort keeps storage order within).
+    ks = np.concatenate([np.arange(X.indptr[r], X.indptr[r + 1]) for r in rows])
+    pos = np.repeat(np.arange(rows.shape[0]), np.diff(X.indptr)[rows])
+    keep = X.data[ks] != 0
+    ks, pos = ks[keep], pos[keep]
+    feats = X.indices[ks].astype(np.int64)
+    _, first = np.unique(feats, return_index=True)
+    in_order = feats[np.sort(first)]
+    rank = np.empty(X.shape[1], dtype=np.int64)
+    rank[in_order] = np.arange(in_order.shape[0])
+    by_feature = np.argsort(rank[feats], kind="stable")
+    expected_offsets = np.concatenate([[0], np.cumsum(np.bincount(rank[feats]))])
+    slot = np.full(X.shape[1], -1, dtype=np.int64)
+    for _ in range(2):  # the slot map is clean again after a batch
+        features, offsets, pair_row, pair_val = K.batch_transpose(
+            X.data, X.indices, X.indptr, rows, scale, slot)
+        n = offsets[-1]
+        np.testing.assert_array_equal(features, in_order)
+        np.testing.assert_array_equal(offsets, expected_offsets)
+        np.testing.assert_array_equal(pair_row[:n], pos[by_feature])
+        np.testing.assert_array_equal(pair_val[:n], (X.data[ks] * scale[pos])[by_feature])
+        assert (slot == -1).all()
+
+
 def _rowwise_adagrad_reference(W, G0, grad, touched, lr, eps):
     """Row-wise Adagrad in numpy: the touched rows' accumulators grow by the
     mean square of their gradient row, and the rows step by lr / (sqrt(G) + eps)."""
