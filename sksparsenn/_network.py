@@ -226,7 +226,11 @@ def _identity(Z):
 
 
 def _relu_deriv(A, delta):
-    delta[A <= 0] = 0
+    if (A.dtype == delta.dtype and A.dtype in (np.float32, np.float64)
+            and A.flags.c_contiguous and delta.flags.c_contiguous and delta.flags.writeable):
+        _k.relu_backward(A, delta)  # delta[A <= 0] = 0 in one pass
+    else:
+        delta[A <= 0] = 0
 
 
 def _tanh_deriv(A, delta):

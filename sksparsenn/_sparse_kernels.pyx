@@ -16,6 +16,7 @@ the number of non-zeros in the rows it is given, never to ``n_features``.
 * :func:`sparse_gradient`: the same gradient, returned instead of applied
   (for tests and for users who want it).
 * :func:`catch_up_all`: bring every row of ``W`` up to date.
+* :func:`relu_backward`: the ReLU's derivative applied to a batch's delta.
 
 Determinism: every output element is a sum taken in a fixed order (the order
 of the non-zeros in the batch), and each element is written by exactly one
@@ -738,6 +739,29 @@ def catch_up_all(
             _catch_up_row(&W[j, 0], H, &reg_logp[j], &reg_acc[j], logp_now, acc_now)
             reg_logp[j] = 0
             reg_acc[j] = 0
+
+
+def relu_backward(
+    const floating[:, ::1] A,      # IN  (n_rows, H) the ReLU's output
+    floating[:, ::1] delta,        # IN/OUT (n_rows, H)
+):
+    """``delta[A <= 0] = 0``, in place: the ReLU's derivative in backprop.
+
+    The same values as numpy's masked assignment (NaN in A keeps delta), in
+    one pass that vectorises as a blend, without the boolean mask and the
+    masked store numpy makes (about 200 us for a 256 x 256 batch here).
+    """
+    if A.shape[0] != delta.shape[0] or A.shape[1] != delta.shape[1]:
+        raise ValueError(f"A has shape ({A.shape[0]}, {A.shape[1]}) but delta has shape "
+                         f"({delta.shape[0]}, {delta.shape[1]})")
+    cdef Py_ssize_t n = A.shape[0] * A.shape[1], i
+    if n == 0:
+        return
+    cdef const floating* a = &A[0, 0]
+    cdef floating* d = &delta[0, 0]
+    with nogil:
+        for i in range(n):
+            d[i] = 0 if a[i] <= 0 else d[i]
 
 
 def sampled_dot(

@@ -101,6 +101,9 @@ def _run_all_kernels(K, dtype, index_dtype, width):
     K.sampled_dot(Z, W, rng.standard_normal(n_features).astype(dtype), pair_row, pair_col,
                   dots, 2)
     out["sampled_dot"] = dots
+    delta = rng.standard_normal(Z.shape).astype(dtype)
+    K.relu_backward(np.maximum(Z, 0), delta)
+    out["relu_backward"] = delta
     return out
 
 

@@ -95,6 +95,32 @@ def test_batch_transpose_matches_numpy(index_dtype):
         assert (slot == -1).all()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_backward_matches_numpy_mask(dtype):
+    rng = np.random.default_rng(7)
+    A = np.maximum(rng.standard_normal((37, 19)), 0).astype(dtype)
+    A[0, :5] = [np.nan, -0.0, 0.0, np.inf, -np.inf]
+    delta = rng.standard_normal((37, 19)).astype(dtype)
+    delta[1, :3] = [np.nan, -0.0, np.inf]
+    expected = delta.copy()
+    expected[A <= 0] = 0
+    K.relu_backward(A, delta)
+    np.testing.assert_array_equal(delta, expected, strict=True)
+    assert np.array_equal(np.signbit(delta), np.signbit(expected))
+    assert (delta == 0).sum() > 37 * 19 // 4  # the mask did something
+    with pytest.raises(ValueError, match="shape"):
+        K.relu_backward(A, delta[:, :18].copy())
+    # the network's derivative: the kernel for C-contiguous arrays of one
+    # dtype, numpy's masked assignment otherwise; the same values either way
+    from sksparsenn._network import _relu_deriv
+    fresh = rng.standard_normal(A.shape).astype(dtype)
+    d_c, d_f = fresh.copy(), np.asfortranarray(fresh)
+    _relu_deriv(A, d_c)
+    _relu_deriv(np.asfortranarray(A), d_f)
+    np.testing.assert_array_equal(d_c, d_f)
+    assert not np.array_equal(d_c, fresh)
+
+
 def _rowwise_adagrad_reference(W, G0, grad, touched, lr, eps):
     """Row-wise Adagrad in numpy: the touched rows' accumulators grow by the
     mean square of their gradient row, and the rows step by lr / (sqrt(G) + eps)."""
