@@ -17,7 +17,7 @@ import scipy.sparse as sp
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import Ridge
 
-from . import SparseMLPRegressor, __version__
+from . import SparseMLPRegressor, __version__, _network
 from ._network import compute_row_scales
 from ._openmp_helpers import _openmp_effective_n_threads
 from .datasets import make_sparse_regression
@@ -60,7 +60,8 @@ def _peak_rss_mib():
 
 def main(argv=None):
     args = _parse_args(argv)
-    print(f"sksparsenn {__version__}, {_openmp_effective_n_threads()} OpenMP threads")
+    print(f"sksparsenn {__version__}, {_openmp_effective_n_threads()} OpenMP threads, "
+          f"{_network._k.INSTRUCTION_SET} build of the kernels")
 
     tic = time.perf_counter()
     X, y = make_sparse_regression(

@@ -195,3 +195,11 @@ def test_environment_variable_picks_the_build(tmp_path):
     res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
                          capture_output=True, text=True, check=True)
     assert res.stdout.strip() == "baseline"
+
+
+def test_main_job_names_the_build_it_runs(capsys):
+    from sksparsenn.__main__ import main
+
+    main(["--n-samples", "2000", "--n-features", "4096", "--hidden", "8", "--max-iter", "2"])
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.endswith(f", {_network._k.INSTRUCTION_SET} build of the kernels")
