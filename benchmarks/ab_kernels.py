@@ -20,7 +20,6 @@ means add up to.
 """
 
 import argparse
-import importlib
 import time
 
 import numpy as np
@@ -30,10 +29,14 @@ from sksparsenn import _network as N
 
 
 def kernels(spec):
-    """The build named by ``spec``: "baseline", "avx2" or the path of a .so."""
+    """The build named by ``spec``: "baseline", "avx2" or the path of a .so.
+
+    The installed builds come from ``select_kernels``, which never imports the
+    AVX2 build on a processor without AVX2 (it warns and gives the baseline;
+    the printed instruction set then says so).
+    """
     if spec in ("baseline", "avx2"):
-        name = "sksparsenn._sparse_kernels" + ("_avx2" if spec == "avx2" else "")
-        return importlib.import_module(name)
+        return N.select_kernels(spec)
     return load_kernels(spec)
 
 
