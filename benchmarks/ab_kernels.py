@@ -10,13 +10,18 @@ trajectory does not depend on the draw; for builds that differ in results,
 compare whole runs instead (``profile_step.py --kernels``).
 
 ``--a`` and ``--b`` are ``baseline`` or ``avx2`` (the installed builds) or
-the path of a ``_sparse_kernels*.so`` kept from another build. Prints the
+the path of a ``_sparse_kernels*.so`` kept from another build.
+``--alpha`` sets the L2 penalty (0 by default, the estimators' default is
+1e-4); with ``--a-separate-catch-up``, A applies the rows' pending decay in
+a pass of its own before the forward pass, instead of inside the forward
+and update kernels (same results; B always does the latter). Prints the
 ms per batch of each phase for each build, ordinary batches and batches
 with an almost-full row apart, and the epoch time each build's per-batch
 means add up to.
 
     python benchmarks/ab_kernels.py [--a baseline] [--b avx2]
         [--solver rowwise_adagrad] [--n-samples 180000] [--threads 2] [--epochs 2]
+        [--alpha 0] [--a-separate-catch-up]
 """
 
 import argparse
@@ -51,6 +56,9 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--epochs", type=int, default=2,
                    help="the last one is reported (the first maps the solver state's pages)")
+    p.add_argument("--alpha", type=float, default=0.0)
+    p.add_argument("--a-separate-catch-up", action="store_true",
+                   help="A applies the pending decay in its own pass (see above)")
     args = p.parse_args()
     builds = [kernels(args.a), kernels(args.b)]
     for name, k in zip("AB", builds):
@@ -59,7 +67,8 @@ def main():
     X, y, lens, net, scale, hp, rng = setup(args)
     coin = np.random.RandomState(1)
     print(f"{X.shape[0]:,} rows x {X.shape[1]:,} features; solver={args.solver}, "
-          f"{args.threads} thread(s)")
+          f"{args.threads} thread(s), alpha={args.alpha:g}"
+          + ("; A: catch-up in its own pass" if args.a_separate_catch_up else ""))
     with N.blas_threads_limit(net.layer_units, 256):
         for epoch in range(args.epochs):
             T = np.zeros((2, 2, len(PHASES)))   # build, heavy, phase
@@ -70,7 +79,8 @@ def main():
                 heavy = int((lens[rows] > 4096).any())
                 b = coin.randint(2)
                 N._k = builds[b]
-                T[b, heavy] += timed_step(net, X, y, rows, scale, hp, args.threads)[0]
+                T[b, heavy] += timed_step(net, X, y, rows, scale, hp, args.threads,
+                                          separate_catch_up=args.a_separate_catch_up and b == 0)[0]
                 C[b, heavy] += 1
 
     if (C == 0).any():

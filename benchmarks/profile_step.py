@@ -16,7 +16,7 @@ It also prints the mean number of distinct features per batch, from which
 the bytes a phase moves follow (one 4*H-byte row per feature and array).
 
     python benchmarks/profile_step.py [--n-samples 40000] [--solver adam]
-        [--threads 1] [--epochs 2] [--kernels PATH]
+        [--threads 1] [--epochs 2] [--alpha 0] [--kernels PATH]
 
 ``--kernels PATH`` runs the step with another build of the kernels (a copy
 of ``_sparse_kernels*.so`` kept from an earlier build), so that two builds
@@ -55,26 +55,41 @@ def setup(args):
     net = N.SparseNetwork([X.shape[1], args.hidden, y.shape[1]], "relu", args.solver,
                           np.float32, rng, float(lens.mean()))
     scale = N.compute_row_scales(X, "l2", args.threads)
-    hp = dict(lr=1e-3 if args.solver == "adam" else 0.05, alpha=0.0, alpha_l1=0.0,
+    hp = dict(lr=1e-3 if args.solver == "adam" else 0.05, alpha=args.alpha, alpha_l1=0.0,
               beta_1=0.9, beta_2=0.999, epsilon=1e-8, momentum=0.9, nesterov=True)
     return X, y, lens, net, scale, hp, rng
 
 
-def timed_step(net, X, y, rows, scale, hp, threads):
+def timed_step(net, X, y, rows, scale, hp, threads, separate_catch_up=False):
     """One training step on ``rows``: seconds of each of PHASES, and the
-    batch's number of distinct features."""
+    batch's number of distinct features.
+
+    With ``hp["alpha"] > 0``, the rows' pending L2 decay is applied inside the
+    forward and update kernels, as ``SparseNetwork.step`` does; with
+    ``separate_catch_up``, in a pass of its own (``catch_up_rows``, timed
+    in ``plan``) before the forward pass instead. Both give identical
+    results (tests/test_reference.py).
+    """
+    decay, _ = net._penalties(rows, None, hp)
     t0 = time.perf_counter()
     plan, nt = net._first_layer_plan(X, rows, scale[rows], threads)
+    marks = net._lazy_marks()
+    if separate_catch_up and marks:
+        N._k.catch_up_rows(net.coefs[0], net.reg_logp_feat, net.reg_acc_feat, plan[0],
+                           net.reg_logp, net.reg_acc, nt)
+        marks = {}
     t1 = time.perf_counter()
-    acts = net.forward(X, rows, scale[rows], nt)
+    acts = net.forward(X, rows, scale[rows], nt, lazy=not separate_catch_up)
     t2 = time.perf_counter()
     _, D1, grads = net.backward(acts, y[rows], None)
     t3 = time.perf_counter()
     lr = net._next_step_lr(hp)
-    net._update_dense_layers(grads, lr, 1.0, hp)  # alpha = 0: no decay
+    net._update_dense_layers(grads, lr, decay, hp)
     t4 = time.perf_counter()
-    net._lazy_update(plan, D1, net.coefs[0], [s[0] for s in net.state], lr, hp, nt)
+    net._lazy_update(plan, D1, net.coefs[0], [s[0] for s in net.state], lr, hp, nt,
+                     marks=marks)
     t5 = time.perf_counter()
+    net._advance_regularization(decay, 0.0, nt)
     return (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4), plan[0].shape[0]
 
 
@@ -86,6 +101,8 @@ def main():
     p.add_argument("--solver", default="adam", choices=sorted(N.SOLVERS))
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--epochs", type=int, default=2, help="the last one is reported")
+    p.add_argument("--alpha", type=float, default=0.0,
+                   help="L2 penalty (the estimators' default is 1e-4)")
     p.add_argument("--kernels", default=None,
                    help="path of another build's _sparse_kernels extension to profile")
     args = p.parse_args()

@@ -32,9 +32,12 @@ scikit-learn's L2 term ``alpha / (2 * sw_sum) * ||W||^2`` up to a term of
 order ``lr**2 * alpha / sw_sum`` (the decay also scales this step's update);
 for the other solvers it is the decoupled form of Loshchilov and Hutter
 (2019). On the first layer it is lazy: a row catches up with the decay it
-missed when its feature is next in a batch, before the forward pass reads it
-(see ``catch_up_rows``), and ``flush_regularization`` brings every row up to
-date before the weights are read from outside.
+missed when its feature is next in a batch. The forward pass reads the row
+as if caught up and the update kernel writes the catch-up in the same pass
+as the step (``catch_up_rows``' arithmetic inside ``sparse_forward`` and
+``sparse_update``), so the catch-up costs no pass over the rows of its own.
+``flush_regularization`` brings every row up to date before the weights are
+read from outside.
 """
 
 import contextlib
@@ -364,18 +367,40 @@ class SparseNetwork:
         return state
 
     # ------------------------------------------------------------------ #
-    def forward(self, X, rows, scale, n_threads, n_layers=None):
+    def _lazy_marks(self, linear=False):
+        """Keyword arguments that make a first-layer kernel catch rows up on
+        the way (the rows' marks and the current step's), or {} when no
+        regularisation is pending.
+
+        The L1 marks are left out while ``reg_acc`` is 0: the running L1
+        total only grows until a flush sets it and every mark to 0, so all
+        marks are 0 then, and the kernels skip them.
+        """
+        if self.reg_logp == 0.0 and self.reg_acc == 0.0:
+            return {}
+        marks = dict(lazy_logp=self.lin_logp_feat if linear else self.reg_logp_feat,
+                     logp_now=self.reg_logp, acc_now=self.reg_acc)
+        if self.reg_acc != 0.0:
+            marks["lazy_acc"] = self.lin_acc_feat if linear else self.reg_acc_feat
+        return marks
+
+    def forward(self, X, rows, scale, n_threads, n_layers=None, lazy=True):
         """Activations of every layer for the given rows of CSR X.
 
         Returns a list ``[A1, ..., A_out]``; hidden activations are already
         passed through the activation function, the output is linear. With
         ``n_layers``, only the first ``n_layers`` layers are computed.
+        First-layer rows with lazy regularisation pending are read as if
+        caught up (see ``_sparse_kernels.sparse_forward``); the training
+        step's update then writes the catch-up. ``lazy=False`` reads them
+        as stored (for rows known to be up to date).
         """
         W1, b1 = self.coefs[0], self.intercepts[0]
         Z = np.empty((rows.shape[0], W1.shape[1]), dtype=self.dtype)
         batch_nnz = int((X.indptr[rows + 1] - X.indptr[rows]).sum())
         n_threads = _threads_for(batch_nnz * W1.shape[1], n_threads)
-        _k.sparse_forward(X.data, X.indices, X.indptr, rows, scale, W1, b1, Z, n_threads)
+        _k.sparse_forward(X.data, X.indices, X.indptr, rows, scale, W1, b1, Z, n_threads,
+                          **(self._lazy_marks() if lazy else {}))
         activations = [Z]
         n_total = len(self.coefs)
         n_layers = n_total if n_layers is None else n_layers
@@ -392,7 +417,8 @@ class SparseNetwork:
             K = self.linear_coef.shape[1]
             wide = np.empty((rows.shape[0], K), dtype=self.dtype)
             _k.sparse_forward(X.data, X.indices, X.indptr, rows, scale, self.linear_coef,
-                              np.zeros(K, self.dtype), wide, _threads_for(batch_nnz * K, n_threads))
+                              np.zeros(K, self.dtype), wide, _threads_for(batch_nnz * K, n_threads),
+                              **(self._lazy_marks(linear=True) if lazy else {}))
             activations[-1] += wide
         return activations
 
@@ -512,21 +538,16 @@ class SparseNetwork:
         return self._slot
 
     def _first_layer_plan(self, X, rows, scale, n_threads):
-        """Group the batch by feature and bring its first-layer rows up to date.
+        """Group the batch by feature.
 
         Returns the plan and the number of threads worth using for it. The
-        catch-up applies the regularisation the rows have pending, so that the
-        forward pass reads exact weights.
+        regularisation the batch's first-layer rows have pending is not
+        applied here: the forward pass reads them as if caught up and the
+        update writes the catch-up, which saves a pass over the rows.
         """
         W1 = self.coefs[0]
         plan = _k.batch_transpose(X.data, X.indices, X.indptr, rows, scale, self._slot_map())
         n_threads = _threads_for(int(plan[1][-1]) * W1.shape[1], n_threads)
-        if self.reg_logp != 0.0 or self.reg_acc != 0.0:
-            _k.catch_up_rows(W1, self.reg_logp_feat, self.reg_acc_feat, plan[0],
-                             self.reg_logp, self.reg_acc, n_threads)
-            if self.linear_coef is not None:
-                _k.catch_up_rows(self.linear_coef, self.lin_logp_feat, self.lin_acc_feat,
-                                 plan[0], self.reg_logp, self.reg_acc, n_threads)
         return plan, n_threads
 
     def _next_step_lr(self, hp):
@@ -535,17 +556,20 @@ class SparseNetwork:
             return hp["lr"] * math.sqrt(1 - hp["beta_2"] ** self.t) / (1 - hp["beta_1"] ** self.t)
         return hp["lr"]
 
-    def _lazy_update(self, plan, D, W, states, step_lr, hp, n_threads, max_norm=0.0):
+    def _lazy_update(self, plan, D, W, states, step_lr, hp, n_threads, max_norm=0.0,
+                     marks=None):
         """Fused gradient and optimizer update of the plan's rows of W.
 
         ``states`` are W's optimizer state arrays (two for Adam, one otherwise).
+        ``marks``: keyword arguments of ``_lazy_marks``, to apply the rows'
+        pending regularisation first, in the same pass.
         """
         s1 = states[0]
         s2 = states[1] if self.solver == "adam" else s1
         _k.sparse_update(
             *plan, D, W, s1, s2,
             SOLVERS[self.solver], step_lr, hp["beta_1"], hp["beta_2"], hp["epsilon"],
-            hp["momentum"], hp["nesterov"], n_threads, max_norm,
+            hp["momentum"], hp["nesterov"], n_threads, max_norm, **(marks or {}),
         )
 
     def _update_dense_layers(self, grads, step_lr, decay, hp):
@@ -568,12 +592,15 @@ class SparseNetwork:
             # still all zero: map its pages in order now (see _zeros_resident)
             first_layer_state[0].fill(0)
         self._lazy_update(plan, D1, self.coefs[0], first_layer_state, step_lr, hp, n_threads,
-                          hp.get("max_norm") or 0.0)
+                          hp.get("max_norm") or 0.0, marks=self._lazy_marks())
         if self.linear_coef is not None:
             self._lazy_update(plan, self._delta_out, self.linear_coef, self.linear_state,
-                              step_lr, hp, n_threads)
-        # This step's decay/threshold stays pending for every lazily
-        # regularised row: it is applied by the row's next catch-up.
+                              step_lr, hp, n_threads, marks=self._lazy_marks(linear=True))
+        self._advance_regularization(decay, threshold, n_threads)
+
+    def _advance_regularization(self, decay, threshold, n_threads):
+        """Record the step's decay and L1 threshold as pending on every lazily
+        regularised row: each row receives it at its next catch-up."""
         if decay != 1.0 or threshold != 0.0:
             self.reg_logp += math.log(decay)
             self.reg_acc += threshold / math.exp(self.reg_logp)

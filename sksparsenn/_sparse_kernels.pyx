@@ -304,27 +304,55 @@ cdef inline void _row_sum(
     Py_ssize_t k0,
     Py_ssize_t k1,
     floating* z,                 # OUT (H,)
+    const double* lazy_logp,     # IN  (n_features,) or NULL: no catch-up
+    const double* lazy_acc,      # IN  (n_features,) or NULL: all 0
+    double logp_now,
+    double acc_now,
 ) noexcept nogil:
-    """``z = sum_{k0 <= k < k1} data[k] * W[indices[k]]``, in storage order."""
+    """``z = sum_{k0 <= k < k1} data[k] * W'[indices[k]]``, in storage order.
+
+    ``W'`` is W with each row's pending lazy regularisation applied on the
+    fly (``lazy_logp``/``lazy_acc`` are the rows' marks, as in
+    ``catch_up_rows``), with the same arithmetic as ``_catch_up_row``: the
+    sum equals the one over caught-up rows bit for bit, and W is not
+    written. Without marks (NULL), ``W' = W``.
+    """
     cdef Py_ssize_t H = W.shape[1]
-    cdef Py_ssize_t k, h
+    cdef Py_ssize_t k, h, j
     cdef Py_ssize_t line = 64 // sizeof(floating)  # floats per cache line
-    cdef floating v
+    cdef floating v, factor = 1, thr = 0
+    cdef bint behind
     cdef const floating* wrow
     for h in range(H):
         z[h] = 0
     for k in range(k0, k1):
         if k + _PREFETCH_AHEAD < k1:
-            wrow = &W[indices[k + _PREFETCH_AHEAD], 0]
+            j = indices[k + _PREFETCH_AHEAD]
+            wrow = &W[j, 0]
             h = 0
             while h < H:
                 _prefetch_r(&wrow[h])
                 h = h + line
+            if lazy_logp != NULL:
+                _prefetch_r(&lazy_logp[j])
+                if lazy_acc != NULL:
+                    _prefetch_r(&lazy_acc[j])
         v = data[k]
         if v != 0:
-            wrow = &W[indices[k], 0]
-            for h in range(H):
-                z[h] = z[h] + v * wrow[h]
+            j = indices[k]
+            wrow = &W[j, 0]
+            behind = lazy_logp != NULL and _catch_up_factors(
+                lazy_logp[j], lazy_acc[j] if lazy_acc != NULL else 0.0, logp_now, acc_now,
+                &factor, &thr)
+            if not behind:
+                for h in range(H):
+                    z[h] = z[h] + v * wrow[h]
+            elif thr == 0:  # L2 only
+                for h in range(H):
+                    z[h] = z[h] + v * (factor * wrow[h])
+            else:
+                for h in range(H):
+                    z[h] = z[h] + v * _shrink(wrow[h], factor, thr)
 
 
 def sparse_forward(
@@ -337,6 +365,10 @@ def sparse_forward(
     const floating[::1] bias,      # IN  (H,)
     floating[:, ::1] Z,            # OUT (n_rows, H)
     int n_threads,
+    const double[::1] lazy_logp=None,  # IN (n_features,) lazy-regularisation marks
+    const double[::1] lazy_acc=None,   # IN (n_features,)
+    double logp_now=0.0,
+    double acc_now=0.0,
 ):
     """``Z[i] = scale[i] * (X[rows[i]] @ W) + bias``, parallel over rows.
 
@@ -344,8 +376,22 @@ def sparse_forward(
     ``_forward_items``) whose partial sums are added in chunk order. The
     chunks depend on the data only, so the result is the same for any number
     of threads.
+
+    With ``lazy_logp``/``lazy_acc`` (the rows' marks, see ``catch_up_rows``),
+    each row of W is read as if its pending lazy regularisation up to
+    ``logp_now``/``acc_now`` had been applied, without writing W: the result
+    is the one after ``catch_up_rows`` on the batch's features, bit for bit,
+    and it saves that pass over the rows. ``sparse_update`` then applies the
+    catch-up when it rewrites the rows.
     """
     cdef Py_ssize_t H = W.shape[1]
+    cdef const double* lp = NULL
+    cdef const double* la = NULL
+    _check_marks(lazy_logp, lazy_acc, W.shape[0], acc_now)
+    if lazy_logp is not None and W.shape[0] > 0:
+        lp = &lazy_logp[0]
+        if lazy_acc is not None:
+            la = &lazy_acc[0]
     if H == 0:
         return
     items_a, heavy_a, n_parts = _forward_items(indptr, rows)
@@ -365,7 +411,7 @@ def sparse_forward(
             i = items[t, 0]
             p = items[t, 3]
             out = &Z[i, 0] if p < 0 else &partial[p, 0]
-            _row_sum(data, indices, W, items[t, 1], items[t, 2], out)
+            _row_sum(data, indices, W, items[t, 1], items[t, 2], out, lp, la, logp_now, acc_now)
             if p < 0:
                 s = scale[i]
                 for h in range(H):
@@ -570,14 +616,27 @@ def catch_up_rows(
             _catch_up_row(&W[j, 0], H, &reg_logp[j], &reg_acc[j], logp_now, acc_now)
 
 
+cdef inline bint _catch_up_factors(double lp, double la, double logp_now, double acc_now,
+                                  floating* factor, floating* thr) noexcept nogil:
+    """Whether a row with marks (lp, la) is behind (logp_now, acc_now), and
+    if so its catch-up ``w <- _shrink(w, factor, thr)`` (``factor * w``
+    when ``thr`` is 0). The one place these factors are computed, so that
+    the forward pass's on-the-fly catch-up equals the written one."""
+    if lp == logp_now and la == acc_now:
+        return False
+    factor[0] = <floating> exp(logp_now - lp)
+    thr[0] = <floating> ((acc_now - la) * exp(lp)) if la != acc_now else 0
+    return True
+
+
 cdef inline void _catch_up_row(floating* w, Py_ssize_t H, double* logp, double* acc,
                                double logp_now, double acc_now) noexcept nogil:
+    """Bring one row up to date and set its marks; ``acc`` NULL: an L1
+    mark of 0, not stored (acc_now is 0 too)."""
     cdef floating factor, thr
-    cdef double lp = logp[0]
     cdef Py_ssize_t h
-    if lp != logp_now or acc[0] != acc_now:
-        factor = <floating> exp(logp_now - lp)
-        thr = <floating> ((acc_now - acc[0]) * exp(lp))
+    if _catch_up_factors(logp[0], acc[0] if acc != NULL else 0.0, logp_now, acc_now,
+                         &factor, &thr):
         if thr == 0:  # L2 only: a plain, vectorised scaling
             for h in range(H):
                 w[h] = factor * w[h]
@@ -585,7 +644,27 @@ cdef inline void _catch_up_row(floating* w, Py_ssize_t H, double* logp, double* 
             for h in range(H):
                 w[h] = _shrink(w[h], factor, thr)
         logp[0] = logp_now
-        acc[0] = acc_now
+        if acc != NULL:
+            acc[0] = acc_now
+
+
+cdef int _check_marks(object lazy_logp, object lazy_acc, Py_ssize_t n_rows,
+                      double acc_now) except -1:
+    """Check the lazy-regularisation marks given to a kernel.
+
+    ``lazy_acc`` may be left out (None) while ``acc_now`` is 0: with no L1
+    penalty since the last flush, every L1 mark is 0, and a kernel then
+    neither reads nor writes them (one random access per feature fewer).
+    """
+    if lazy_logp is None:
+        if lazy_acc is not None:
+            raise ValueError("lazy_acc is given without lazy_logp")
+        return 0
+    if lazy_acc is None and acc_now != 0:
+        raise ValueError("lazy_acc may be left out only while acc_now is 0")
+    if lazy_logp.shape[0] != n_rows or (lazy_acc is not None and lazy_acc.shape[0] != n_rows):
+        raise ValueError("lazy_logp and lazy_acc must have one mark per row of W")
+    return 0
 
 
 def sparse_update(
@@ -607,6 +686,10 @@ def sparse_update(
     bint nesterov,
     int n_threads,
     double max_norm=0.0,
+    double[::1] lazy_logp=None,    # IN/OUT (n_features,) lazy-regularisation marks
+    double[::1] lazy_acc=None,     # IN/OUT (n_features,)
+    double logp_now=0.0,
+    double acc_now=0.0,
 ):
     """One optimizer step on the rows of ``W`` of the batch's features.
 
@@ -624,6 +707,11 @@ def sparse_update(
     With ``max_norm > 0``, an updated row whose L2 norm exceeds ``max_norm``
     is scaled back to that norm (Srebro and Shraibman, 2005; Srivastava et
     al., 2014), while the row is still in cache.
+
+    With ``lazy_logp``/``lazy_acc`` (the rows' marks, see ``catch_up_rows``),
+    each row first receives its pending lazy regularisation up to
+    ``logp_now``/``acc_now``, in the same pass: the result equals
+    ``catch_up_rows`` on the plan's features followed by this update.
     """
     cdef Py_ssize_t H = W.shape[1]
     cdef Py_ssize_t n_feat = features.shape[0], f, h, j, k
@@ -662,6 +750,13 @@ def sparse_update(
     # solver uses (checked above): an empty one here is an unused placeholder.
     if state1.shape[0] == 0 or state2.shape[0] == 0:
         raise ValueError("a state array the solver does not use must still have one row")
+    cdef double* lp = NULL
+    cdef double* la = NULL
+    _check_marks(lazy_logp, lazy_acc, W.shape[0], acc_now)
+    if lazy_logp is not None and W.shape[0] > 0:
+        lp = &lazy_logp[0]
+        if lazy_acc is not None:
+            la = &lazy_acc[0]
     with nogil, parallel(num_threads=n_threads):
         tid = omp_get_thread_num()
         g = &scratch[tid, 0]
@@ -673,9 +768,15 @@ def sparse_update(
                 k = features[f + _UPDATE_AHEAD]
                 _prefetch_rows(&W[k, 0], &state1[k if uses_s1 else 0, 0],
                                &state2[k if n_state >= 2 else 0, 0], H, n_state, rowwise)
+                if lp != NULL:
+                    _prefetch_w(&lp[k])
+                    if la != NULL:
+                        _prefetch_w(&la[k])
             w = &W[j, 0]
             s1 = &state1[j if uses_s1 else 0, 0]
             s2 = &state2[j if n_state >= 2 else 0, 0]
+            if lp != NULL:
+                _catch_up_row(w, H, &lp[j], &la[j] if la != NULL else NULL, logp_now, acc_now)
             _feature_gradient(offsets, pair_row, pair_val, D, f, g)
             if solver == SOLVER_ADAM:
                 for h in range(H):

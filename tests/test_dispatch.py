@@ -89,6 +89,14 @@ def _run_all_kernels(K, dtype, index_dtype, width):
         out[f"update{solver}-{momentum}-{nesterov}"] = (W1, s1, s2)
     logp = np.linspace(-2, 0, n_features)
     acc = np.linspace(0, 1e-3, n_features)
+    marks = dict(lazy_logp=logp.copy(), lazy_acc=acc.copy(), logp_now=0.5, acc_now=2e-3)
+    Z_lazy = np.empty_like(Z)
+    K.sparse_forward(X.data, X.indices, X.indptr, rows, scale, W, bias, Z_lazy, 2, **marks)
+    out["forward_lazy"] = Z_lazy
+    W_lazy, s_lazy = W.copy(), full()
+    K.sparse_update(*plan, D, W_lazy, s_lazy, s_lazy, 2, 0.01, 0.9, 0.999, 1e-8, 0.0, False,
+                    2, **marks)
+    out["update_lazy"] = (W_lazy, s_lazy, marks["lazy_logp"], marks["lazy_acc"])
     W2 = W.copy()
     K.catch_up_rows(W2, logp.copy(), acc.copy(), plan[0], 0.5, 2e-3, 2)
     out["catch_up_rows"] = W2

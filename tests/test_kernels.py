@@ -121,6 +121,114 @@ def test_relu_backward_matches_numpy_mask(dtype):
     assert not np.array_equal(d_c, fresh)
 
 
+def _lazy_marks(n_features, seed, l1):
+    """Marks of rows at various steps behind (log P, A), a few of them current."""
+    rng = np.random.default_rng(seed)
+    logp_now, acc_now = -0.3, (2e-2 if l1 else 0.0)
+    logp = logp_now + rng.uniform(0, 0.3, n_features)
+    acc = acc_now - rng.uniform(0, 2e-2, n_features) if l1 else np.zeros(n_features)
+    current = rng.random(n_features) < 0.2
+    logp[current], acc[current] = logp_now, acc_now
+    return logp, acc, logp_now, acc_now
+
+
+@pytest.mark.parametrize("l1", [False, True], ids=["l2", "l2l1"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_forward_catches_up_on_the_fly_like_catch_up_rows(dtype, l1):
+    """The forward pass with marks equals catch_up_rows followed by the plain
+    forward pass, bit for bit, split rows included, and leaves W and the
+    marks as they were."""
+    X, W, b = _batch(dtype, np.int32, seed=5)
+    rows = np.array([0, 5, 2, 7, 4, 1, 9], dtype=np.int64)
+    scale = np.linspace(0.5, 2.0, rows.shape[0]).astype(dtype)
+    logp, acc, logp_now, acc_now = _lazy_marks(X.shape[1], 6, l1)
+    W_lazy, lp, la = W.copy(), logp.copy(), acc.copy()
+    Z_lazy = np.empty((rows.shape[0], H), dtype=dtype)
+    K.sparse_forward(X.data, X.indices, X.indptr, rows, scale, W_lazy, b, Z_lazy, 2,
+                     lazy_logp=lp, lazy_acc=la, logp_now=logp_now, acc_now=acc_now)
+    np.testing.assert_array_equal(W_lazy, W)
+    np.testing.assert_array_equal(lp, logp)
+    np.testing.assert_array_equal(la, acc)
+
+    slot = np.full(X.shape[1], -1, dtype=np.int64)
+    plan = K.batch_transpose(X.data, X.indices, X.indptr, rows, scale, slot)
+    W_eager = W.copy()
+    K.catch_up_rows(W_eager, logp.copy(), acc.copy(), plan[0], logp_now, acc_now, 2)
+    assert not np.array_equal(W_eager, W)
+    Z_eager = np.empty_like(Z_lazy)
+    K.sparse_forward(X.data, X.indices, X.indptr, rows, scale, W_eager, b, Z_eager, 2)
+    np.testing.assert_array_equal(Z_lazy, Z_eager, strict=True)
+    if not l1:  # L1 marks all 0: they may be left out
+        K.sparse_forward(X.data, X.indices, X.indptr, rows, scale, W, b, Z_lazy, 2,
+                         lazy_logp=lp, logp_now=logp_now, acc_now=acc_now)
+        np.testing.assert_array_equal(Z_lazy, Z_eager, strict=True)
+
+
+@pytest.mark.parametrize("l1", [False, True], ids=["l2", "l2l1"])
+@pytest.mark.parametrize("solver, momentum", [(0, 0.9), (1, 0.0), (3, 0.0)],
+                         ids=["sgd_momentum", "adam", "rowwise_adagrad"])
+def test_update_catches_up_in_the_same_pass_as_catch_up_rows(solver, momentum, l1):
+    """sparse_update with marks equals catch_up_rows on the plan's features
+    followed by sparse_update without marks: weights, state and marks."""
+    X, W, b = _batch(np.float32, np.int64, seed=7)
+    rows = np.array([3, 0, 8, 2, 11], dtype=np.int64)
+    scale = np.ones(rows.shape[0], dtype=np.float32)
+    D = np.random.default_rng(8).standard_normal((rows.shape[0], H)).astype(np.float32)
+    slot = np.full(X.shape[1], -1, dtype=np.int64)
+    plan = K.batch_transpose(X.data, X.indices, X.indptr, rows, scale, slot)
+    logp, acc, logp_now, acc_now = _lazy_marks(X.shape[1], 9, l1)
+    shape = (X.shape[1], 1) if solver == 3 else W.shape
+    s0 = np.abs(np.random.default_rng(10).standard_normal(shape)).astype(np.float32)
+    results = []
+    # the pass of its own; in the kernel; in the kernel without the L1 marks (all 0 for L2)
+    for variant in ("pass", "fused", "fused_l2") if not l1 else ("pass", "fused"):
+        W1, s1, s2, lp, la = W.copy(), s0.copy(), s0.copy(), logp.copy(), acc.copy()
+        marks = dict(lazy_logp=lp, lazy_acc=la, logp_now=logp_now, acc_now=acc_now)
+        if variant == "pass":
+            K.catch_up_rows(W1, lp, la, plan[0], logp_now, acc_now, 2)
+            marks = {}
+        elif variant == "fused_l2":
+            del marks["lazy_acc"]
+        K.sparse_update(*plan, D, W1, s1, s2, solver, 0.01, 0.9, 0.999, 1e-8, momentum,
+                        True, 2, **marks)
+        results.append((W1, s1, s2, lp, la))
+    for other in results[1:]:
+        for name, a, c in zip(["W", "state1", "state2", "logp", "acc"], results[0], other):
+            np.testing.assert_array_equal(a, c, err_msg=name, strict=True)
+    touched = np.zeros(X.shape[1], bool)
+    touched[plan[0]] = True
+    np.testing.assert_array_equal(results[1][3][touched], logp_now)
+    np.testing.assert_array_equal(results[1][3][~touched], logp[~touched])
+
+
+def test_lazy_marks_are_checked():
+    X, W, b = _batch(np.float64, np.int64)
+    rows = np.array([1, 2], dtype=np.int64)
+    scale = np.ones(2)
+    Z = np.empty((2, H))
+    marks = np.zeros(W.shape[0])
+    with pytest.raises(ValueError, match="without lazy_logp"):
+        K.sparse_forward(X.data, X.indices, X.indptr, rows, scale, W, b, Z, 1, lazy_acc=marks)
+    with pytest.raises(ValueError, match="only while acc_now is 0"):
+        K.sparse_forward(X.data, X.indices, X.indptr, rows, scale, W, b, Z, 1, lazy_logp=marks,
+                         logp_now=-0.1, acc_now=1e-3)
+    with pytest.raises(ValueError, match="one mark per row of W"):
+        K.sparse_forward(X.data, X.indices, X.indptr, rows, scale, W, b, Z, 1,
+                         lazy_logp=marks[:-1], lazy_acc=marks[:-1])
+    slot = np.full(X.shape[1], -1, dtype=np.int64)
+    plan = K.batch_transpose(X.data, X.indices, X.indptr, rows, scale, slot)
+    full = np.zeros_like(W)
+    with pytest.raises(ValueError, match="without lazy_logp"):
+        K.sparse_update(*plan, Z, W, full, full, 1, 0.1, 0.9, 0.999, 1e-8, 0.0, False, 1,
+                        lazy_acc=marks)
+    with pytest.raises(ValueError, match="only while acc_now is 0"):
+        K.sparse_update(*plan, Z, W, full, full, 1, 0.1, 0.9, 0.999, 1e-8, 0.0, False, 1,
+                        lazy_logp=marks, logp_now=-0.1, acc_now=1e-3)
+    with pytest.raises(ValueError, match="one mark per row of W"):
+        K.sparse_update(*plan, Z, W, full, full, 1, 0.1, 0.9, 0.999, 1e-8, 0.0, False, 1,
+                        lazy_logp=marks[:-1], lazy_acc=marks[:-1])
+
+
 def _rowwise_adagrad_reference(W, G0, grad, touched, lr, eps):
     """Row-wise Adagrad in numpy: the touched rows' accumulators grow by the
     mean square of their gradient row, and the rows step by lr / (sqrt(G) + eps)."""

@@ -17,6 +17,7 @@ import pytest
 import scipy.sparse as sp
 
 from sksparsenn._network import _LOGP_FLUSH, SparseNetwork, compute_row_scales
+from sksparsenn._network import _k as K
 
 N_THREADS = 1
 RTOL = 1e-8
@@ -647,6 +648,53 @@ def test_forward_sees_pending_lazy_regularisation(data, solver_case, reg):
         for a, b in zip(lazy.coefs + lazy.intercepts, flushed.coefs + flushed.intercepts):
             np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL,
                                        err_msg=f"weights after step {k + 2}")
+
+
+class _EagerCatchUp(SparseNetwork):
+    """The step with the catch-up as its own pass: catch_up_rows on the
+    batch's features before the forward pass, kernels without marks."""
+
+    def _lazy_marks(self, linear=False):
+        return {}
+
+    def _first_layer_plan(self, X, rows, scale, n_threads):
+        plan, n_threads = super()._first_layer_plan(X, rows, scale, n_threads)
+        if self.reg_logp != 0.0 or self.reg_acc != 0.0:
+            K.catch_up_rows(self.coefs[0], self.reg_logp_feat, self.reg_acc_feat, plan[0],
+                            self.reg_logp, self.reg_acc, n_threads)
+            if self.linear_coef is not None:
+                K.catch_up_rows(self.linear_coef, self.lin_logp_feat, self.lin_acc_feat,
+                                plan[0], self.reg_logp, self.reg_acc, n_threads)
+        return plan, n_threads
+
+
+@pytest.mark.parametrize("reg", ["l2", "l2l1"])
+@pytest.mark.parametrize("solver_case", ["sgd_nesterov", "adam", "rowwise_adagrad"])
+def test_catch_up_inside_the_kernels_equals_a_separate_pass(data, solver_case, reg):
+    """A step catches rows up inside the forward and update kernels; that
+    gives the same losses, weights, optimizer state and marks, bit for bit,
+    as the catch-up done in its own pass before the forward pass."""
+    X, Y, sw, batches = data
+    solver, hp = _hp(solver_case, *REG_CASES[reg])
+    nets = []
+    for cls in (SparseNetwork, _EagerCatchUp):
+        net = cls(layer_units=[N_FEATURES] + HIDDEN + [N_OUT], activation="relu",
+                  solver=solver, dtype=np.float64, rng=np.random.RandomState(0), fan_in=5.0,
+                  linear_term=True)
+        scale = compute_row_scales(X, "l2", 2)
+        net.losses = [net.step(X, rows, scale[rows], Y[rows], sw[rows], hp, 2)
+                      for rows in batches + batches[::-1]]
+        nets.append(net)
+    fused, eager = nets
+    assert fused.reg_logp < 0 and (reg == "l2" or fused.reg_acc > 0)
+    assert fused.losses == eager.losses
+    arrays = ["reg_logp_feat", "reg_acc_feat", "lin_logp_feat", "lin_acc_feat",
+              "linear_coef"]
+    for name in arrays:
+        np.testing.assert_array_equal(getattr(fused, name), getattr(eager, name), err_msg=name)
+    for a, b in zip(fused.coefs + fused.intercepts + sum(fused.state, []) + fused.linear_state,
+                    eager.coefs + eager.intercepts + sum(eager.state, []) + eager.linear_state):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("reg", ["l2", "l1", "l2l1"])
