@@ -12,16 +12,21 @@ compare whole runs instead (``profile_step.py --kernels``).
 ``--a`` and ``--b`` are ``baseline`` or ``avx2`` (the installed builds) or
 the path of a ``_sparse_kernels*.so`` kept from another build.
 ``--alpha`` sets the L2 penalty (0 by default, the estimators' default is
-1e-4); with ``--a-separate-catch-up``, A applies the rows' pending decay in
-a pass of its own before the forward pass, instead of inside the forward
-and update kernels (same results; B always does the latter). Prints the
+1e-4). ``--a-separate`` makes A run parts of the step on their own, before
+the forward pass, the way they ran before (``--b-separate`` the same for B;
+by default each runs the step as ``SparseNetwork.step`` does, and the
+results are the same either way): ``grouping``, the
+grouping of the batch by feature, which otherwise one thread does during
+the forward pass; ``catch-up``, the rows' pending decay, which otherwise
+the forward and update kernels apply on the way (see
+``profile_step.timed_step``). Prints the
 ms per batch of each phase for each build, ordinary batches and batches
 with an almost-full row apart, and the epoch time each build's per-batch
 means add up to.
 
     python benchmarks/ab_kernels.py [--a baseline] [--b avx2]
         [--solver rowwise_adagrad] [--n-samples 180000] [--threads 2] [--epochs 2]
-        [--alpha 0] [--a-separate-catch-up]
+        [--alpha 0] [--a-separate grouping catch-up] [--b-separate ...]
 """
 
 import argparse
@@ -29,7 +34,7 @@ import time
 
 import numpy as np
 
-from profile_step import PHASES, load_kernels, setup, timed_step
+from profile_step import PHASES, SEPARABLE, load_kernels, setup, timed_step
 from sksparsenn import _network as N
 
 
@@ -57,8 +62,10 @@ def main():
     p.add_argument("--epochs", type=int, default=2,
                    help="the last one is reported (the first maps the solver state's pages)")
     p.add_argument("--alpha", type=float, default=0.0)
-    p.add_argument("--a-separate-catch-up", action="store_true",
-                   help="A applies the pending decay in its own pass (see above)")
+    p.add_argument("--a-separate", nargs="+", default=[], choices=SEPARABLE,
+                   help="parts of the step A runs on their own (see above)")
+    p.add_argument("--b-separate", nargs="+", default=[], choices=SEPARABLE,
+                   help="parts of the step B runs on their own")
     args = p.parse_args()
     builds = [kernels(args.a), kernels(args.b)]
     for name, k in zip("AB", builds):
@@ -68,7 +75,8 @@ def main():
     coin = np.random.RandomState(1)
     print(f"{X.shape[0]:,} rows x {X.shape[1]:,} features; solver={args.solver}, "
           f"{args.threads} thread(s), alpha={args.alpha:g}"
-          + ("; A: catch-up in its own pass" if args.a_separate_catch_up else ""))
+          + "".join(f"; {name} runs on their own: {', '.join(parts)}"
+                    for name, parts in (("A", args.a_separate), ("B", args.b_separate)) if parts))
     with N.blas_threads_limit(net.layer_units, 256):
         for epoch in range(args.epochs):
             T = np.zeros((2, 2, len(PHASES)))   # build, heavy, phase
@@ -80,7 +88,7 @@ def main():
                 b = coin.randint(2)
                 N._k = builds[b]
                 T[b, heavy] += timed_step(net, X, y, rows, scale, hp, args.threads,
-                                          separate_catch_up=args.a_separate_catch_up and b == 0)[0]
+                                          (args.a_separate, args.b_separate)[b])[0]
                 C[b, heavy] += 1
 
     if (C == 0).any():

@@ -5,9 +5,11 @@ of every step of the last of ``--epochs`` epochs, split between the batches
 that hold an almost-full row (``heavy``: more than 4,096 stored values) and
 the others:
 
-* ``plan``: grouping the batch by feature (``batch_transpose``) and the lazy
-  penalties' catch-up;
-* ``forward``: the sparse first layer and the dense layers;
+* ``plan``: with ``--separate``, grouping the batch by feature
+  (``batch_transpose``) and the lazy penalty's catch-up when they run on
+  their own (see ``timed_step``); 0 otherwise;
+* ``forward``: the sparse first layer and the dense layers, and the
+  grouping, which one thread does meanwhile;
 * ``backward``: loss and gradients of the dense layers;
 * ``update_dense``: optimizer steps of the dense layers;
 * ``update_sparse``: the fused first-layer gradient and optimizer update.
@@ -16,7 +18,8 @@ It also prints the mean number of distinct features per batch, from which
 the bytes a phase moves follow (one 4*H-byte row per feature and array).
 
     python benchmarks/profile_step.py [--n-samples 40000] [--solver adam]
-        [--threads 1] [--epochs 2] [--alpha 0] [--kernels PATH]
+        [--threads 1] [--epochs 2] [--alpha 0] [--separate grouping catch-up]
+        [--kernels PATH]
 
 ``--kernels PATH`` runs the step with another build of the kernels (a copy
 of ``_sparse_kernels*.so`` kept from an earlier build), so that two builds
@@ -34,6 +37,7 @@ from sksparsenn import _network as N
 from sksparsenn.datasets import make_sparse_regression
 
 PHASES = ["plan", "forward", "backward", "update_dense", "update_sparse"]
+SEPARABLE = ["grouping", "catch-up"]  # see timed_step
 
 
 def load_kernels(path):
@@ -60,26 +64,37 @@ def setup(args):
     return X, y, lens, net, scale, hp, rng
 
 
-def timed_step(net, X, y, rows, scale, hp, threads, separate_catch_up=False):
+def timed_step(net, X, y, rows, scale, hp, threads, separate=()):
     """One training step on ``rows``: seconds of each of PHASES, and the
     batch's number of distinct features.
 
-    With ``hp["alpha"] > 0``, the rows' pending L2 decay is applied inside the
-    forward and update kernels, as ``SparseNetwork.step`` does; with
-    ``separate_catch_up``, in a pass of its own (``catch_up_rows``, timed
-    in ``plan``) before the forward pass instead. Both give identical
-    results (tests/test_reference.py).
+    As ``SparseNetwork.step`` does it, the batch is grouped by feature on one
+    thread while the others start the forward pass (``plan`` is then 0 and
+    the grouping is timed in ``forward``), and with ``hp["alpha"] > 0`` the
+    rows' pending L2 decay is applied inside the forward and update kernels.
+    ``separate`` runs parts of the step the way they ran before, for
+    comparison: with "grouping", the grouping comes first, alone (timed in
+    ``plan``); with "catch-up", the grouping and then the catch-up
+    (``catch_up_rows``, the pending decay in a pass of its own) come before
+    the forward pass. The results are the same (tests/test_reference.py).
     """
     decay, _ = net._penalties(rows, None, hp)
+    sc = scale[rows]
     t0 = time.perf_counter()
-    plan, nt = net._first_layer_plan(X, rows, scale[rows], threads)
+    plan = None
     marks = net._lazy_marks()
-    if separate_catch_up and marks:
-        N._k.catch_up_rows(net.coefs[0], net.reg_logp_feat, net.reg_acc_feat, plan[0],
-                           net.reg_logp, net.reg_acc, nt)
-        marks = {}
+    if "grouping" in separate or "catch-up" in separate:
+        plan = N._k.batch_transpose(X.data, X.indices, X.indptr, rows, sc, net._slot_map())
+        if "catch-up" in separate and marks:
+            N._k.catch_up_rows(net.coefs[0], net.reg_logp_feat, net.reg_acc_feat, plan[0],
+                               net.reg_logp, net.reg_acc, net._plan_threads(plan, threads))
+            marks = {}
     t1 = time.perf_counter()
-    acts = net.forward(X, rows, scale[rows], nt, lazy=not separate_catch_up)
+    if plan is None:
+        acts, plan = net.forward(X, rows, sc, threads, group=True)
+    else:
+        acts = net.forward(X, rows, sc, threads, lazy=bool(marks))
+    nt = net._plan_threads(plan, threads)
     t2 = time.perf_counter()
     _, D1, grads = net.backward(acts, y[rows], None)
     t3 = time.perf_counter()
@@ -103,6 +118,8 @@ def main():
     p.add_argument("--epochs", type=int, default=2, help="the last one is reported")
     p.add_argument("--alpha", type=float, default=0.0,
                    help="L2 penalty (the estimators' default is 1e-4)")
+    p.add_argument("--separate", nargs="+", default=[], choices=SEPARABLE,
+                   help="parts of the step to run on their own, before the forward pass")
     p.add_argument("--kernels", default=None,
                    help="path of another build's _sparse_kernels extension to profile")
     args = p.parse_args()
@@ -124,7 +141,7 @@ def main():
                 rows = order[start:start + 256]
                 heavy = int((lens[rows] > 4096).any())
                 counts[heavy] += 1
-                times, nf = timed_step(net, X, y, rows, scale, hp, args.threads)
+                times, nf = timed_step(net, X, y, rows, scale, hp, args.threads, args.separate)
                 n_feat[heavy] += nf
                 for k, dt in zip(PHASES, times):
                     T[k][heavy] += dt

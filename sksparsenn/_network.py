@@ -384,7 +384,7 @@ class SparseNetwork:
             marks["lazy_acc"] = self.lin_acc_feat if linear else self.reg_acc_feat
         return marks
 
-    def forward(self, X, rows, scale, n_threads, n_layers=None, lazy=True):
+    def forward(self, X, rows, scale, n_threads, n_layers=None, lazy=True, group=False):
         """Activations of every layer for the given rows of CSR X.
 
         Returns a list ``[A1, ..., A_out]``; hidden activations are already
@@ -393,14 +393,17 @@ class SparseNetwork:
         First-layer rows with lazy regularisation pending are read as if
         caught up (see ``_sparse_kernels.sparse_forward``); the training
         step's update then writes the catch-up. ``lazy=False`` reads them
-        as stored (for rows known to be up to date).
+        as stored (for rows known to be up to date). With ``group``, also
+        groups the batch by feature while the first layer is computed and
+        returns ``(activations, plan)`` (see ``_forward_and_plan``).
         """
         W1, b1 = self.coefs[0], self.intercepts[0]
         Z = np.empty((rows.shape[0], W1.shape[1]), dtype=self.dtype)
         batch_nnz = int((X.indptr[rows + 1] - X.indptr[rows]).sum())
         n_threads = _threads_for(batch_nnz * W1.shape[1], n_threads)
-        _k.sparse_forward(X.data, X.indices, X.indptr, rows, scale, W1, b1, Z, n_threads,
-                          **(self._lazy_marks() if lazy else {}))
+        plan = _k.sparse_forward(X.data, X.indices, X.indptr, rows, scale, W1, b1, Z, n_threads,
+                                 slot=self._slot_map() if group else None,
+                                 **(self._lazy_marks() if lazy else {}))
         activations = [Z]
         n_total = len(self.coefs)
         n_layers = n_total if n_layers is None else n_layers
@@ -420,7 +423,7 @@ class SparseNetwork:
                               np.zeros(K, self.dtype), wide, _threads_for(batch_nnz * K, n_threads),
                               **(self._lazy_marks(linear=True) if lazy else {}))
             activations[-1] += wide
-        return activations
+        return (activations, plan) if group else activations
 
     def predict_rows(self, X, rows, scale, n_threads, n_layers=None, chunk_size=4096):
         """Output of layer ``n_layers`` (default: the last) for the given rows.
@@ -491,8 +494,7 @@ class SparseNetwork:
         if penalties is None:
             return None
         X, rows = self._input_dropout(X, rows, hp.get("input_dropout", 0.0))
-        plan, n_threads = self._first_layer_plan(X, rows, scale, n_threads)
-        activations = self.forward(X, rows, scale, n_threads)
+        activations, plan, n_threads = self._forward_and_plan(X, rows, scale, n_threads)
         loss, D1, grads = self.backward(activations, y, sample_weight)
         if not (np.isfinite(loss) and _all_finite(D1, grads)):
             return float("nan")  # before any update: the weights stay finite
@@ -537,18 +539,21 @@ class SparseNetwork:
             self._slot = np.full(self.layer_units[0], -1, dtype=np.int64)
         return self._slot
 
-    def _first_layer_plan(self, X, rows, scale, n_threads):
-        """Group the batch by feature.
+    def _forward_and_plan(self, X, rows, scale, n_threads):
+        """The forward pass and the first layer's plan (the batch grouped by feature).
 
-        Returns the plan and the number of threads worth using for it. The
-        regularisation the batch's first-layer rows have pending is not
-        applied here: the forward pass reads them as if caught up and the
-        update writes the catch-up, which saves a pass over the rows.
+        Returns the activations, the plan and the number of threads worth
+        using for the update. One thread groups the batch while the others
+        start the forward pass. The regularisation the batch's first-layer
+        rows have pending is not applied here: the forward pass reads them
+        as if caught up and the update writes the catch-up.
         """
-        W1 = self.coefs[0]
-        plan = _k.batch_transpose(X.data, X.indices, X.indptr, rows, scale, self._slot_map())
-        n_threads = _threads_for(int(plan[1][-1]) * W1.shape[1], n_threads)
-        return plan, n_threads
+        activations, plan = self.forward(X, rows, scale, n_threads, group=True)
+        return activations, plan, self._plan_threads(plan, n_threads)
+
+    def _plan_threads(self, plan, n_threads):
+        """Threads worth using for the per-feature kernels of ``plan``."""
+        return _threads_for(int(plan[1][-1]) * self.coefs[0].shape[1], n_threads)
 
     def _next_step_lr(self, hp):
         self.t += 1
@@ -776,7 +781,7 @@ class SparseAutoencoderNetwork(SparseNetwork):
         # With input dropout the encoder sees the corrupted rows and the loss
         # targets the clean ones: a denoising autoencoder (Vincent et al., 2008).
         Xin, rows_in = self._input_dropout(X, rows, hp.get("input_dropout", 0.0))
-        plan, n_threads = self._first_layer_plan(Xin, rows_in, scale, n_threads)
+        activations, plan, n_threads = self._forward_and_plan(Xin, rows_in, scale, n_threads)
         n_rows = rows.shape[0]
         pair_row, pair_col, target, weight, indptr = self.sample_pairs(X, rows, scale)
         batch = np.arange(n_rows, dtype=np.int64)
@@ -789,7 +794,6 @@ class SparseAutoencoderNetwork(SparseNetwork):
             _k.catch_up_rows(Wd, self.dec_logp_feat, self.dec_acc_feat, touched,
                              self.reg_logp, 0.0, n_threads)
 
-        activations = self.forward(Xin, rows_in, scale, n_threads)
         code = activations[-1]
         out = np.empty(pair_col.shape[0], dtype=self.dtype)
         _k.sampled_dot(code, Wd, bd[:, 0], pair_row, pair_col, out, n_threads)

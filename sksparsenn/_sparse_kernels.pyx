@@ -369,6 +369,7 @@ def sparse_forward(
     const double[::1] lazy_acc=None,   # IN (n_features,)
     double logp_now=0.0,
     double acc_now=0.0,
+    int64_t[::1] slot=None,            # IN/OUT (n_features,) all -1 on entry and exit
 ):
     """``Z[i] = scale[i] * (X[rows[i]] @ W) + bias``, parallel over rows.
 
@@ -383,6 +384,13 @@ def sparse_forward(
     is the one after ``catch_up_rows`` on the batch's features, bit for bit,
     and it saves that pass over the rows. ``sparse_update`` then applies the
     catch-up when it rewrites the rows.
+
+    With ``slot`` (the feature-to-slot map of ``batch_transpose``), also
+    groups the batch by feature and returns ``batch_transpose``'s plan. The
+    grouping is sequential; one thread does it while the others start on
+    the forward pass, and then joins them (the rows are shared out
+    dynamically), so the grouping no longer holds up the other threads.
+    Returns None without ``slot``.
     """
     cdef Py_ssize_t H = W.shape[1]
     cdef const double* lp = NULL
@@ -392,13 +400,23 @@ def sparse_forward(
         lp = &lazy_logp[0]
         if lazy_acc is not None:
             la = &lazy_acc[0]
+    cdef bint group = slot is not None
+    if group and slot.shape[0] != W.shape[0]:
+        raise ValueError("slot must have one entry per row of W")
     if H == 0:
-        return
+        return batch_transpose(data, indices, indptr, rows, scale, slot) if group else None
+    dtype = np.float32 if floating is float else np.float64
+    feat_a, off_a, prow_a, pval_a = _plan_arrays(_batch_nnz(indptr, rows) if group else 0, dtype)
+    cdef int64_t[::1] feat = feat_a
+    cdef int64_t[::1] offsets = off_a
+    cdef int64_t[::1] pair_row = prow_a
+    cdef floating[::1] pair_val = pval_a
+    n_feat_a = np.zeros(1, dtype=np.int64)
+    cdef int64_t[::1] n_feat = n_feat_a
     items_a, heavy_a, n_parts = _forward_items(indptr, rows)
     cdef int64_t[:, ::1] items = items_a
     cdef int64_t[:, ::1] heavy = heavy_a
     cdef Py_ssize_t n_items = items.shape[0], n_heavy = heavy.shape[0] - 1
-    dtype = np.float32 if floating is float else np.float64
     partial_a = np.empty((max(<Py_ssize_t> n_parts, 1), H), dtype=dtype)
     cdef floating[:, ::1] partial = partial_a
     cdef Py_ssize_t t, i, h, p, q
@@ -406,8 +424,11 @@ def sparse_forward(
     cdef floating* zrow
     cdef floating* out
 
-    with nogil:
-        for t in prange(n_items, schedule='dynamic', num_threads=n_threads):
+    with nogil, parallel(num_threads=n_threads):
+        if group and omp_get_thread_num() == 0:
+            n_feat[0] = _build_transpose(data, indices, indptr, rows, scale, slot,
+                                         feat, offsets, pair_row, pair_val)
+        for t in prange(n_items, schedule='dynamic'):
             i = items[t, 0]
             p = items[t, 3]
             out = &Z[i, 0] if p < 0 else &partial[p, 0]
@@ -416,6 +437,7 @@ def sparse_forward(
                 s = scale[i]
                 for h in range(H):
                     out[h] = out[h] * s + bias[h]
+    with nogil:
         # Split rows: add the partials in chunk order (O(n_chunks x H)).
         for q in prange(n_heavy, schedule='static', num_threads=n_threads):
             i = heavy[q, 0]
@@ -428,6 +450,9 @@ def sparse_forward(
             s = scale[i]
             for h in range(H):
                 zrow[h] = zrow[h] * s + bias[h]
+    if group:
+        return feat_a[:n_feat[0]], off_a[:n_feat[0] + 1], prow_a, pval_a
+    return None
 
 
 cdef Py_ssize_t _batch_nnz(const index_t[::1] indptr, const int64_t[::1] rows) noexcept nogil:
@@ -524,6 +549,14 @@ cdef inline void _feature_gradient(
             g[h] = g[h] + v * drow[h]
 
 
+def _plan_arrays(Py_ssize_t nnz, dtype):
+    """Room for the plan of a batch with ``nnz`` stored values: features,
+    offsets, pair rows, pair values (see ``batch_transpose``)."""
+    cdef Py_ssize_t size = max(nnz, 1)
+    return (np.empty(size, dtype=np.int64), np.empty(size + 1, dtype=np.int64),
+            np.empty(size, dtype=np.int64), np.empty(size, dtype=dtype))
+
+
 def batch_transpose(
     const floating[::1] data,      # IN  (nnz,)
     const index_t[::1] indices,    # IN  (nnz,)
@@ -539,13 +572,8 @@ def batch_transpose(
     the batch) and ``pair_val[...]`` (``scale[row] * value``). O(batch nnz),
     sequential; the per-feature kernels below run in parallel over it.
     """
-    cdef Py_ssize_t nnz = _batch_nnz(indptr, rows)
-    cdef Py_ssize_t size = max(nnz, 1)
     dtype = np.float32 if floating is float else np.float64
-    feat_a = np.empty(size, dtype=np.int64)
-    off_a = np.empty(size + 1, dtype=np.int64)
-    prow_a = np.empty(size, dtype=np.int64)
-    pval_a = np.empty(size, dtype=dtype)
+    feat_a, off_a, prow_a, pval_a = _plan_arrays(_batch_nnz(indptr, rows), dtype)
     cdef int64_t[::1] feat = feat_a
     cdef int64_t[::1] offsets = off_a
     cdef int64_t[::1] pair_row = prow_a

@@ -93,6 +93,13 @@ def _run_all_kernels(K, dtype, index_dtype, width):
     Z_lazy = np.empty_like(Z)
     K.sparse_forward(X.data, X.indices, X.indptr, rows, scale, W, bias, Z_lazy, 2, **marks)
     out["forward_lazy"] = Z_lazy
+    Z_group = np.empty_like(Z)
+    group_slot = np.full(n_features, -1, dtype=np.int64)
+    plan_f = K.sparse_forward(X.data, X.indices, X.indptr, rows, scale, W, bias, Z_group, 2,
+                              slot=group_slot)
+    n_pairs = plan_f[1][-1]  # the pair arrays have room for all stored values
+    out["forward_group"] = (Z_group, plan_f[0], plan_f[1], plan_f[2][:n_pairs],
+                            plan_f[3][:n_pairs])
     W_lazy, s_lazy = W.copy(), full()
     K.sparse_update(*plan, D, W_lazy, s_lazy, s_lazy, 2, 0.01, 0.9, 0.999, 1e-8, 0.0, False,
                     2, **marks)

@@ -62,11 +62,25 @@ def test_forward_split_is_independent_of_threads_float32():
     np.testing.assert_allclose(out[0], expected, rtol=1e-4, atol=1e-3)
 
 
+def _grouping(kind, X, W, rows, scale, slot, n_threads):
+    """The plan from batch_transpose, or from the forward pass (with Z)."""
+    if kind == "batch_transpose":
+        return K.batch_transpose(X.data, X.indices, X.indptr, rows, scale, slot)
+    Z = np.empty((rows.shape[0], W.shape[1]), dtype=W.dtype)
+    plan = K.sparse_forward(X.data, X.indices, X.indptr, rows, scale, W, np.zeros(W.shape[1]),
+                            Z, n_threads, slot=slot)
+    np.testing.assert_allclose(Z, scale[:, None] * (X[rows] @ W), rtol=1e-12, atol=1e-12)
+    return plan
+
+
+@pytest.mark.parametrize("kind, n_threads", [("batch_transpose", 1), ("forward", 1),
+                                             ("forward", 2), ("forward", 3)])
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
-def test_batch_transpose_matches_numpy(index_dtype):
+def test_batch_transpose_matches_numpy(index_dtype, kind, n_threads):
     # The plan of a step: explicit zeros skipped, a row twice in one batch,
-    # rows of 9,000 and 5,000 stored values among short ones.
-    X, _, _ = _batch(np.float64, index_dtype, seed=5)
+    # rows of 9,000 and 5,000 stored values among short ones. The forward
+    # pass with a slot map groups the batch too (one thread, meanwhile).
+    X, W, _ = _batch(np.float64, index_dtype, seed=5)
     X.data[::13] = 0.0
     rows = np.array([2, 0, 7, 4, 2, 1, 3, 9, 12, 5], dtype=np.int64)
     scale = np.linspace(0.5, 1.5, rows.shape[0])
@@ -85,8 +99,8 @@ def test_batch_transpose_matches_numpy(index_dtype):
     expected_offsets = np.concatenate([[0], np.cumsum(np.bincount(rank[feats]))])
     slot = np.full(X.shape[1], -1, dtype=np.int64)
     for _ in range(2):  # the slot map is clean again after a batch
-        features, offsets, pair_row, pair_val = K.batch_transpose(
-            X.data, X.indices, X.indptr, rows, scale, slot)
+        features, offsets, pair_row, pair_val = _grouping(kind, X, W, rows, scale, slot,
+                                                          n_threads)
         n = offsets[-1]
         np.testing.assert_array_equal(features, in_order)
         np.testing.assert_array_equal(offsets, expected_offsets)
@@ -199,6 +213,22 @@ def test_update_catches_up_in_the_same_pass_as_catch_up_rows(solver, momentum, l
     touched[plan[0]] = True
     np.testing.assert_array_equal(results[1][3][touched], logp_now)
     np.testing.assert_array_equal(results[1][3][~touched], logp[~touched])
+
+
+def test_forward_checks_the_slot_map_and_groups_without_columns():
+    X, W, b = _batch(np.float64, np.int64)
+    rows = np.array([1, 2], dtype=np.int64)
+    Z = np.empty((2, H))
+    with pytest.raises(ValueError, match="one entry per row of W"):
+        K.sparse_forward(X.data, X.indices, X.indptr, rows, np.ones(2), W, b, Z, 1,
+                         slot=np.full(X.shape[1] - 1, -1, dtype=np.int64))
+    slot = np.full(X.shape[1], -1, dtype=np.int64)
+    expected = K.batch_transpose(X.data, X.indices, X.indptr, rows, np.ones(2), slot)
+    plan = K.sparse_forward(X.data, X.indices, X.indptr, rows, np.ones(2), W[:, :0], b[:0],
+                            Z[:, :0], 1, slot=slot)  # H = 0: nothing to sum, still a plan
+    for a, e in zip(plan, expected):
+        np.testing.assert_array_equal(a, e)
+    assert K.sparse_forward(X.data, X.indices, X.indptr, rows, np.ones(2), W, b, Z, 1) is None
 
 
 def test_lazy_marks_are_checked():

@@ -651,29 +651,32 @@ def test_forward_sees_pending_lazy_regularisation(data, solver_case, reg):
 
 
 class _EagerCatchUp(SparseNetwork):
-    """The step with the catch-up as its own pass: catch_up_rows on the
-    batch's features before the forward pass, kernels without marks."""
+    """The step in separate passes: the batch grouped by feature, then
+    catch_up_rows on its features, then the forward pass; kernels without
+    marks."""
 
     def _lazy_marks(self, linear=False):
         return {}
 
-    def _first_layer_plan(self, X, rows, scale, n_threads):
-        plan, n_threads = super()._first_layer_plan(X, rows, scale, n_threads)
+    def _forward_and_plan(self, X, rows, scale, n_threads):
+        plan = K.batch_transpose(X.data, X.indices, X.indptr, rows, scale, self._slot_map())
+        nt = self._plan_threads(plan, n_threads)
         if self.reg_logp != 0.0 or self.reg_acc != 0.0:
             K.catch_up_rows(self.coefs[0], self.reg_logp_feat, self.reg_acc_feat, plan[0],
-                            self.reg_logp, self.reg_acc, n_threads)
+                            self.reg_logp, self.reg_acc, nt)
             if self.linear_coef is not None:
                 K.catch_up_rows(self.linear_coef, self.lin_logp_feat, self.lin_acc_feat,
-                                plan[0], self.reg_logp, self.reg_acc, n_threads)
-        return plan, n_threads
+                                plan[0], self.reg_logp, self.reg_acc, nt)
+        return self.forward(X, rows, scale, n_threads), plan, nt
 
 
 @pytest.mark.parametrize("reg", ["l2", "l2l1"])
 @pytest.mark.parametrize("solver_case", ["sgd_nesterov", "adam", "rowwise_adagrad"])
 def test_catch_up_inside_the_kernels_equals_a_separate_pass(data, solver_case, reg):
-    """A step catches rows up inside the forward and update kernels; that
-    gives the same losses, weights, optimizer state and marks, bit for bit,
-    as the catch-up done in its own pass before the forward pass."""
+    """A step groups the batch during the forward pass and catches rows up
+    inside the forward and update kernels; that gives the same losses,
+    weights, optimizer state and marks, bit for bit, as grouping, catch-up
+    and forward pass done one after the other."""
     X, Y, sw, batches = data
     solver, hp = _hp(solver_case, *REG_CASES[reg])
     nets = []
