@@ -406,7 +406,9 @@ def sparse_forward(
     if H == 0:
         return batch_transpose(data, indices, indptr, rows, scale, slot) if group else None
     dtype = np.float32 if floating is float else np.float64
-    feat_a, off_a, prow_a, pval_a = _plan_arrays(_batch_nnz(indptr, rows) if group else 0, dtype)
+    feat_a, off_a, prow_a, pval_a, vslot_a = _plan_arrays(
+        _batch_nnz(indptr, rows) if group else 0, dtype)
+    cdef int64_t[::1] value_slot = vslot_a
     cdef int64_t[::1] feat = feat_a
     cdef int64_t[::1] offsets = off_a
     cdef int64_t[::1] pair_row = prow_a
@@ -427,7 +429,7 @@ def sparse_forward(
     with nogil, parallel(num_threads=n_threads):
         if group and omp_get_thread_num() == 0:
             n_feat[0] = _build_transpose(data, indices, indptr, rows, scale, slot,
-                                         feat, offsets, pair_row, pair_val)
+                                         feat, offsets, pair_row, pair_val, value_slot)
         for t in prange(n_items, schedule='dynamic'):
             i = items[t, 0]
             p = items[t, 3]
@@ -473,6 +475,7 @@ cdef Py_ssize_t _build_transpose(
     int64_t[::1] offsets,       # OUT (>= n_touched + 1,)
     int64_t[::1] pair_row,      # OUT (>= batch nnz,) batch position of each pair
     floating[::1] pair_val,     # OUT (>= batch nnz,) scale[row] * value
+    int64_t[::1] value_slot,    # scratch (>= batch nnz,)
 ) noexcept nogil:
     """Group the batch's non-zeros by feature, in O(batch nnz).
 
@@ -481,12 +484,20 @@ cdef Py_ssize_t _build_transpose(
     next batch without an O(n_features) clear. Features are numbered in order
     of first appearance and pairs keep their storage order: the grouping (and
     every sum taken over it) is deterministic.
+
+    ``slot`` is as long as the feature space, so each access to it is a
+    likely cache miss: the first pass notes each value's slot in
+    ``value_slot`` (read in order by the second pass), and the second pass
+    uses ``offsets`` as the features' write positions, so that ``slot`` is
+    read only once per stored value and written once per feature on the
+    way out.
     """
     cdef Py_ssize_t n_rows = rows.shape[0]
-    cdef Py_ssize_t i, k, r, f, end, n_feat = 0
-    cdef int64_t j, p
+    cdef Py_ssize_t i, k, r, f, end, n_feat = 0, n_kept = 0
+    cdef int64_t j, p, sf
+    cdef floating s
 
-    # Count the pairs of each feature; offsets[f + 1] holds the count for now.
+    # Number the features and count their pairs (in offsets[f + 1] for now).
     for i in range(n_rows):
         r = rows[i]
         end = indptr[r + 1]
@@ -496,32 +507,40 @@ cdef Py_ssize_t _build_transpose(
             if data[k] == 0:
                 continue
             j = indices[k]
-            if slot[j] < 0:
-                slot[j] = n_feat
+            sf = slot[j]
+            if sf < 0:
+                sf = n_feat
+                slot[j] = sf
                 feat[n_feat] = j
                 offsets[n_feat + 1] = 0
                 n_feat += 1
-            offsets[slot[j] + 1] += 1
+            offsets[sf + 1] += 1
+            value_slot[n_kept] = sf
+            n_kept += 1
     offsets[0] = 0
     for f in range(n_feat):
         offsets[f + 1] += offsets[f]
-    # Fill, using slot[] as the running write position of each feature.
-    for f in range(n_feat):
-        slot[feat[f]] = offsets[f]
+    # Fill; offsets[f] is feature f's write position meanwhile, so it ends
+    # at the start of feature f + 1 and is shifted back afterwards.
+    n_kept = 0
     for i in range(n_rows):
         r = rows[i]
-        end = indptr[r + 1]
-        for k in range(indptr[r], end):
-            if k + _SLOT_AHEAD < end:
-                _prefetch_w(&slot[indices[k + _SLOT_AHEAD]])
+        s = scale[i]
+        for k in range(indptr[r], indptr[r + 1]):
             if data[k] == 0:
                 continue
-            j = indices[k]
-            p = slot[j]
+            sf = value_slot[n_kept]
+            n_kept += 1
+            p = offsets[sf]
+            offsets[sf] = p + 1
             pair_row[p] = i
-            pair_val[p] = data[k] * scale[i]
-            slot[j] = p + 1
+            pair_val[p] = data[k] * s
+    for f in range(n_feat, 0, -1):
+        offsets[f] = offsets[f - 1]
+    offsets[0] = 0
     for f in range(n_feat):
+        if f + _SLOT_AHEAD < n_feat:
+            _prefetch_w(&slot[feat[f + _SLOT_AHEAD]])
         slot[feat[f]] = -1
     return n_feat
 
@@ -551,10 +570,12 @@ cdef inline void _feature_gradient(
 
 def _plan_arrays(Py_ssize_t nnz, dtype):
     """Room for the plan of a batch with ``nnz`` stored values: features,
-    offsets, pair rows, pair values (see ``batch_transpose``)."""
+    offsets, pair rows, pair values (see ``batch_transpose``), and the
+    grouping's scratch (a slot per stored value)."""
     cdef Py_ssize_t size = max(nnz, 1)
     return (np.empty(size, dtype=np.int64), np.empty(size + 1, dtype=np.int64),
-            np.empty(size, dtype=np.int64), np.empty(size, dtype=dtype))
+            np.empty(size, dtype=np.int64), np.empty(size, dtype=dtype),
+            np.empty(size, dtype=np.int64))
 
 
 def batch_transpose(
@@ -573,7 +594,8 @@ def batch_transpose(
     sequential; the per-feature kernels below run in parallel over it.
     """
     dtype = np.float32 if floating is float else np.float64
-    feat_a, off_a, prow_a, pval_a = _plan_arrays(_batch_nnz(indptr, rows), dtype)
+    feat_a, off_a, prow_a, pval_a, vslot_a = _plan_arrays(_batch_nnz(indptr, rows), dtype)
+    cdef int64_t[::1] value_slot = vslot_a
     cdef int64_t[::1] feat = feat_a
     cdef int64_t[::1] offsets = off_a
     cdef int64_t[::1] pair_row = prow_a
@@ -581,7 +603,7 @@ def batch_transpose(
     cdef Py_ssize_t n_feat
     with nogil:
         n_feat = _build_transpose(data, indices, indptr, rows, scale, slot,
-                                  feat, offsets, pair_row, pair_val)
+                                  feat, offsets, pair_row, pair_val, value_slot)
     return feat_a[:n_feat], off_a[:n_feat + 1], prow_a, pval_a
 
 
