@@ -19,7 +19,11 @@ results are the same either way): ``grouping``, the
 grouping of the batch by feature, which otherwise one thread does during
 the forward pass; ``catch-up``, the rows' pending decay, which otherwise
 the forward and update kernels apply on the way (see
-``profile_step.timed_step``). Prints the
+``profile_step.timed_step``). ``--a-threads``/``--b-threads`` give A and
+B their own thread counts (default ``--threads``): the kernels give the
+same results for any number of threads, so ``--a avx2 --b avx2
+--a-threads 1 --b-threads 2`` measures the speedup from 1 to 2 threads
+batch by batch, phase by phase. Prints the
 ms per batch of each phase for each build, ordinary batches and batches
 with an almost-full row apart, and the epoch time each build's per-batch
 means add up to.
@@ -27,6 +31,7 @@ means add up to.
     python benchmarks/ab_kernels.py [--a baseline] [--b avx2]
         [--solver rowwise_adagrad] [--n-samples 180000] [--threads 2] [--epochs 2]
         [--alpha 0] [--a-separate grouping catch-up] [--b-separate ...]
+        [--a-threads N] [--b-threads N]
 """
 
 import argparse
@@ -59,6 +64,8 @@ def main():
     p.add_argument("--n-features", type=int, default=2**20)
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--a-threads", type=int, default=None, help="A's threads (default --threads)")
+    p.add_argument("--b-threads", type=int, default=None, help="B's threads (default --threads)")
     p.add_argument("--epochs", type=int, default=2,
                    help="the last one is reported (the first maps the solver state's pages)")
     p.add_argument("--alpha", type=float, default=0.0)
@@ -67,6 +74,7 @@ def main():
     p.add_argument("--b-separate", nargs="+", default=[], choices=SEPARABLE,
                    help="parts of the step B runs on their own")
     args = p.parse_args()
+    threads = [args.threads if t is None else t for t in (args.a_threads, args.b_threads)]
     builds = [kernels(args.a), kernels(args.b)]
     for name, k in zip("AB", builds):
         print(f"{name}: {k.__file__} ({k.INSTRUCTION_SET})")
@@ -74,7 +82,7 @@ def main():
     X, y, lens, net, scale, hp, rng = setup(args)
     coin = np.random.RandomState(1)
     print(f"{X.shape[0]:,} rows x {X.shape[1]:,} features; solver={args.solver}, "
-          f"{args.threads} thread(s), alpha={args.alpha:g}"
+          f"threads A {threads[0]}, B {threads[1]}, alpha={args.alpha:g}"
           + "".join(f"; {name} runs on their own: {', '.join(parts)}"
                     for name, parts in (("A", args.a_separate), ("B", args.b_separate)) if parts))
     with N.blas_threads_limit(net.layer_units, 256):
@@ -87,7 +95,7 @@ def main():
                 heavy = int((lens[rows] > 4096).any())
                 b = coin.randint(2)
                 N._k = builds[b]
-                T[b, heavy] += timed_step(net, X, y, rows, scale, hp, args.threads,
+                T[b, heavy] += timed_step(net, X, y, rows, scale, hp, threads[b],
                                           (args.a_separate, args.b_separate)[b])[0]
                 C[b, heavy] += 1
 

@@ -29,6 +29,7 @@ can be profiled in interleaved runs on the same machine state.
 import argparse
 import importlib.machinery
 import importlib.util
+import os
 import time
 
 import numpy as np
@@ -41,8 +42,15 @@ SEPARABLE = ["grouping", "catch-up"]  # see timed_step
 
 
 def load_kernels(path):
-    """The kernel module compiled at ``path``, loaded beside the installed one."""
-    loader = importlib.machinery.ExtensionFileLoader("profiled._sparse_kernels", path)
+    """The kernel module compiled at ``path``, loaded beside the installed one.
+
+    The module's name comes from the file's (``_sparse_kernels`` or
+    ``_sparse_kernels_avx2``, whose initialisation functions differ), so a
+    copy of either build can be loaded; a renamed copy must keep that part
+    of the name.
+    """
+    name = os.path.basename(path).split(".")[0]
+    loader = importlib.machinery.ExtensionFileLoader(f"profiled.{name}", path)
     spec = importlib.util.spec_from_file_location(loader.name, path, loader=loader)
     module = importlib.util.module_from_spec(spec)
     loader.exec_module(module)
