@@ -29,7 +29,6 @@ can be profiled in interleaved runs on the same machine state.
 import argparse
 import importlib.machinery
 import importlib.util
-import os
 import time
 
 import numpy as np
@@ -44,12 +43,14 @@ SEPARABLE = ["grouping", "catch-up"]  # see timed_step
 def load_kernels(path):
     """The kernel module compiled at ``path``, loaded beside the installed one.
 
-    The module's name comes from the file's (``_sparse_kernels`` or
-    ``_sparse_kernels_avx2``, whose initialisation functions differ), so a
-    copy of either build can be loaded; a renamed copy must keep that part
-    of the name.
+    The two builds' initialisation functions are named after their modules
+    (``_sparse_kernels`` and ``_sparse_kernels_avx2``); the file tells
+    which one it has, so a copy of either build can be loaded under any
+    file name.
     """
-    name = os.path.basename(path).split(".")[0]
+    with open(path, "rb") as f:
+        name = ("_sparse_kernels_avx2" if b"PyInit__sparse_kernels_avx2" in f.read()
+                else "_sparse_kernels")
     loader = importlib.machinery.ExtensionFileLoader(f"profiled.{name}", path)
     spec = importlib.util.spec_from_file_location(loader.name, path, loader=loader)
     module = importlib.util.module_from_spec(spec)
