@@ -773,7 +773,7 @@ def sparse_update(
     cdef floating* w
     cdef floating* s1
     cdef floating* s2
-    cdef floating gh, vel, acc, row_lr, shrink
+    cdef floating gh, vel, acc, row_lr, shrink, cu, thr
     cdef double sumsq
     cdef floating f_lr = <floating> lr
     cdef floating f_b1 = <floating> beta_1
@@ -825,38 +825,52 @@ def sparse_update(
             w = &W[j, 0]
             s1 = &state1[j if uses_s1 else 0, 0]
             s2 = &state2[j if n_state >= 2 else 0, 0]
-            if lp != NULL:
-                _catch_up_row(w, H, &lp[j], &la[j] if la != NULL else NULL, logp_now, acc_now)
+            # The row's pending L2 decay is the factor cu, applied to w as
+            # the step reads it (cu * w[h] is the value catch_up_rows would
+            # have stored; cu = 1 when none is pending, which changes
+            # nothing). An L1 threshold is applied to the row first. (Both
+            # are assigned here so that each thread has its own.)
+            cu = 1
+            thr = 0
+            if lp != NULL and _catch_up_factors(lp[j], la[j] if la != NULL else 0.0,
+                                                logp_now, acc_now, &cu, &thr):
+                if thr != 0:
+                    for h in range(H):
+                        w[h] = _shrink(w[h], cu, thr)
+                    cu = 1
+                lp[j] = logp_now
+                if la != NULL:
+                    la[j] = acc_now
             _feature_gradient(offsets, pair_row, pair_val, D, f, g)
             if solver == SOLVER_ADAM:
                 for h in range(H):
                     gh = g[h]
                     s1[h] = f_b1 * s1[h] + (one - f_b1) * gh
                     s2[h] = f_b2 * s2[h] + (one - f_b2) * gh * gh
-                    w[h] = w[h] - f_lr * s1[h] / (_sqrt(s2[h]) + f_eps)
+                    w[h] = cu * w[h] - f_lr * s1[h] / (_sqrt(s2[h]) + f_eps)
             elif solver == SOLVER_ADAGRAD:
                 for h in range(H):
                     gh = g[h]
                     s1[h] = s1[h] + gh * gh
-                    w[h] = w[h] - f_lr * gh / (_sqrt(s1[h]) + f_eps)
+                    w[h] = cu * w[h] - f_lr * gh / (_sqrt(s1[h]) + f_eps)
             elif solver == SOLVER_ROWWISE_ADAGRAD:
                 acc = _dot(g, g, H)
                 s1[0] = s1[0] + acc / H
                 row_lr = f_lr / (_sqrt(s1[0]) + f_eps)
                 for h in range(H):
-                    w[h] = w[h] - row_lr * g[h]
+                    w[h] = cu * w[h] - row_lr * g[h]
             elif f_mom > 0:
                 for h in range(H):
                     gh = g[h]
                     vel = f_mom * s1[h] - f_lr * gh
                     s1[h] = vel
                     if nesterov:
-                        w[h] = w[h] + f_mom * vel - f_lr * gh
+                        w[h] = cu * w[h] + f_mom * vel - f_lr * gh
                     else:
-                        w[h] = w[h] + vel
+                        w[h] = cu * w[h] + vel
             else:
                 for h in range(H):
-                    w[h] = w[h] - f_lr * g[h]
+                    w[h] = cu * w[h] - f_lr * g[h]
             if max_norm > 0:
                 sumsq = _sum_squares_double(w, H)
                 if sumsq > max_norm * max_norm:
