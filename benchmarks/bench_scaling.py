@@ -595,8 +595,12 @@ def plot_sweep(sweep, sw, report, path):
         ax.xaxis.set_major_formatter(pow2)
         ax.minorticks_off()
         ax.set_xlabel("n_features (columns of X; same rows and non-zeros)")
-        ax.set_ylabel("time (s)")
-        ax.set_ylim(0, max(first.max(), ep.max() * TARGET_FLAT) * 1.15)
+        ax.set_ylabel("time (s), log scale")
+        # Log scale: the first epoch (allocation of the widest W) is tens of
+        # times the others, which a linear axis would flatten to the floor.
+        ax.set_yscale("log")
+        lows = [rr["epoch_s"] for r in m for rr in r["rounds"]]
+        ax.set_ylim(min(lows) * 0.7, max(first.max(), ep.max() * TARGET_FLAT) * 1.6)
         ax.set_title(f"{TITLES[1]}\nmax / min = {s['max_over_min']:.2f} (target <= {TARGET_FLAT}); "
                      f"{d0['nnz']:,} non-zeros, {cfg['threads']} threads", fontsize=10)
         ax.legend(fontsize=8, loc="upper left")
