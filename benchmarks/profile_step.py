@@ -87,7 +87,11 @@ def timed_step(net, X, y, rows, scale, hp, threads, separate=()):
     (``catch_up_rows``, the pending decay in a pass of its own) come before
     the forward pass. The results are the same (tests/test_reference.py).
     """
-    decay, _ = net._penalties(rows, None, hp)
+    penalties = net._penalties(rows, None, hp)
+    if penalties is None:
+        raise SystemExit(f"alpha={hp['alpha']:g} is too large: one step's decay would zero "
+                         "every weight")
+    decay, _ = penalties
     sc = scale[rows]
     t0 = time.perf_counter()
     plan = None

@@ -6,13 +6,16 @@ minibatch is never copied out of X. The cost of every call is proportional to
 the number of non-zeros in the rows it is given, never to ``n_features``.
 
 * :func:`row_scales`: one scale factor per row (none / mean / sqrt / l2).
-* :func:`sparse_forward`: ``Z[i] = scale[i] * sum_k x[rows[i], k] * W[k] + b``.
+* :func:`sparse_forward`: ``Z[i] = scale[i] * sum_k x[rows[i], k] * W[k] + b``,
+  reading rows with pending lazy regularisation as if caught up, and
+  optionally grouping the batch by feature meanwhile.
 * :func:`batch_transpose`: the batch's non-zeros grouped by feature, in
   O(batch nnz), without sorting.
-* :func:`catch_up_rows`: apply the pending lazy regularisation to the rows of
-  the batch's features (before the forward pass reads them).
+* :func:`catch_up_rows`: apply the pending lazy regularisation to given
+  rows (the reference for the on-the-fly catch-up of the two kernels
+  around it; training no longer calls it for the first layer).
 * :func:`sparse_update`: the row-sparse gradient of ``W`` fused with the
-  optimizer step, feature by feature.
+  optimizer step and the rows' pending regularisation, feature by feature.
 * :func:`sparse_gradient`: the same gradient, returned instead of applied
   (for tests and for users who want it).
 * :func:`catch_up_all`: bring every row of ``W`` up to date.
@@ -653,8 +656,10 @@ def catch_up_rows(
     hold log P_L and A_L of the last step L whose regularisation row j has
     received; ``logp_now``/``acc_now`` are those of the step to bring it to.
 
-    A training step calls this for the batch's features before its forward
-    pass, so that the forward pass reads exact weights.
+    ``sparse_forward`` and ``sparse_update`` given the marks compute the
+    same values on the fly (``_catch_up_factors``), so a training step no
+    longer calls this for the first layer; the autoencoder's decoder still
+    does, before its rows are read.
     """
     cdef Py_ssize_t H = W.shape[1]
     cdef Py_ssize_t n_feat = features.shape[0], f, j

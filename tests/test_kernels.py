@@ -179,9 +179,13 @@ def test_forward_catches_up_on_the_fly_like_catch_up_rows(dtype, l1):
 
 
 @pytest.mark.parametrize("l1", [False, True], ids=["l2", "l2l1"])
-@pytest.mark.parametrize("solver, momentum", [(0, 0.9), (1, 0.0), (3, 0.0)],
-                         ids=["sgd_momentum", "adam", "rowwise_adagrad"])
-def test_update_catches_up_in_the_same_pass_as_catch_up_rows(solver, momentum, l1):
+@pytest.mark.parametrize("solver, momentum, nesterov, max_norm", [
+    (0, 0.0, False, 0.0), (0, 0.9, True, 0.0), (0, 0.9, False, 3.0), (1, 0.0, False, 0.0),
+    (2, 0.0, False, 0.0), (3, 0.0, False, 0.0), (1, 0.0, False, 3.0),
+], ids=["sgd", "sgd_nesterov", "sgd_momentum_max_norm", "adam", "adagrad",
+        "rowwise_adagrad", "adam_max_norm"])
+def test_update_catches_up_in_the_same_pass_as_catch_up_rows(solver, momentum, nesterov,
+                                                             max_norm, l1):
     """sparse_update with marks equals catch_up_rows on the plan's features
     followed by sparse_update without marks: weights, state and marks."""
     X, W, b = _batch(np.float32, np.int64, seed=7)
@@ -204,7 +208,7 @@ def test_update_catches_up_in_the_same_pass_as_catch_up_rows(solver, momentum, l
         elif variant == "fused_l2":
             del marks["lazy_acc"]
         K.sparse_update(*plan, D, W1, s1, s2, solver, 0.01, 0.9, 0.999, 1e-8, momentum,
-                        True, 2, **marks)
+                        nesterov, 2, max_norm, **marks)
         results.append((W1, s1, s2, lp, la))
     for other in results[1:]:
         for name, a, c in zip(["W", "state1", "state2", "logp", "acc"], results[0], other):

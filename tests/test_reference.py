@@ -16,7 +16,12 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from sksparsenn._network import _LOGP_FLUSH, SparseNetwork, compute_row_scales
+from sksparsenn._network import (
+    _LOGP_FLUSH,
+    SparseAutoencoderNetwork,
+    SparseNetwork,
+    compute_row_scales,
+)
 from sksparsenn._network import _k as K
 
 N_THREADS = 1
@@ -650,7 +655,7 @@ def test_forward_sees_pending_lazy_regularisation(data, solver_case, reg):
                                        err_msg=f"weights after step {k + 2}")
 
 
-class _EagerCatchUp(SparseNetwork):
+class _EagerCatchUpMixin:
     """The step in separate passes: the batch grouped by feature, then
     catch_up_rows on its features, then the forward pass; kernels without
     marks."""
@@ -668,6 +673,36 @@ class _EagerCatchUp(SparseNetwork):
                 K.catch_up_rows(self.linear_coef, self.lin_logp_feat, self.lin_acc_feat,
                                 plan[0], self.reg_logp, self.reg_acc, nt)
         return self.forward(X, rows, scale, n_threads), plan, nt
+
+
+class _EagerCatchUp(_EagerCatchUpMixin, SparseNetwork):
+    pass
+
+
+class _EagerCatchUpAutoencoder(_EagerCatchUpMixin, SparseAutoencoderNetwork):
+    pass
+
+
+@pytest.mark.parametrize("solver_case", ["adam", "rowwise_adagrad"])
+def test_autoencoder_catch_up_inside_the_kernels_equals_a_separate_pass(data, solver_case):
+    """The same for the autoencoder's step (its encoder's first layer)."""
+    X, Y, sw, batches = data
+    solver, hp = _hp(solver_case, *REG_CASES["l2"])
+    nets = []
+    for cls in (SparseAutoencoderNetwork, _EagerCatchUpAutoencoder):
+        net = cls([N_FEATURES, 6, 4], "relu", solver, np.float64, np.random.RandomState(0),
+                  5.0, zero_sampling=1.0)
+        scale = compute_row_scales(X, "l2", 2)
+        net.losses = [net.step(X, rows, scale[rows], None, None, hp, 2)
+                      for rows in batches + batches[::-1]]
+        nets.append(net)
+    fused, eager = nets
+    assert fused.reg_logp < 0
+    assert fused.losses == eager.losses
+    np.testing.assert_array_equal(fused.reg_logp_feat, eager.reg_logp_feat)
+    for a, b in zip(sum(fused.param_arrays(), []) + sum(fused.state, []),
+                    sum(eager.param_arrays(), []) + sum(eager.state, [])):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("reg", ["l2", "l2l1"])
