@@ -11,8 +11,8 @@ compare whole runs instead (``profile_step.py --kernels``).
 
 ``--a`` and ``--b`` are ``baseline`` or ``avx2`` (the installed builds) or
 the path of a ``_sparse_kernels*.so`` kept from another build.
-``--alpha`` sets the L2 penalty (0 by default, the estimators' default is
-1e-4). ``--a-separate`` makes A run parts of the step on their own, before
+``--alpha`` sets the L2 penalty (0 by default; the regressor's default is
+1.0, the transformer's 1e-4). ``--a-separate`` makes A run parts of the step on their own, before
 the forward pass, the way they ran before (``--b-separate`` the same for B;
 by default each runs the step as ``SparseNetwork.step`` does, and the
 results are the same either way): ``grouping``, the

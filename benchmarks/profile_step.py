@@ -130,7 +130,7 @@ def main():
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--epochs", type=int, default=2, help="the last one is reported")
     p.add_argument("--alpha", type=float, default=0.0,
-                   help="L2 penalty (the estimators' default is 1e-4)")
+                   help="L2 penalty (the regressor's default is 1.0, the transformer's 1e-4)")
     p.add_argument("--separate", nargs="+", default=[], choices=SEPARABLE,
                    help="parts of the step to run on their own, before the forward pass")
     p.add_argument("--kernels", default=None,
