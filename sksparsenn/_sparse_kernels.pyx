@@ -396,13 +396,9 @@ def sparse_forward(
     Returns None without ``slot``.
     """
     cdef Py_ssize_t H = W.shape[1]
-    cdef const double* lp = NULL
-    cdef const double* la = NULL
-    _check_marks(lazy_logp, lazy_acc, W.shape[0], acc_now)
-    if lazy_logp is not None and W.shape[0] > 0:
-        lp = &lazy_logp[0]
-        if lazy_acc is not None:
-            la = &lazy_acc[0]
+    cdef const double* lp
+    cdef const double* la
+    _mark_pointers(lazy_logp, lazy_acc, W.shape[0], acc_now, &lp, &la)
     cdef bint group = slot is not None
     if group and slot.shape[0] != W.shape[0]:
         raise ValueError("slot must have one entry per row of W")
@@ -684,33 +680,43 @@ cdef inline bint _catch_up_factors(double lp, double la, double logp_now, double
     return True
 
 
+cdef inline void _apply_catch_up(floating* w, Py_ssize_t H, floating factor,
+                                 floating thr) noexcept nogil:
+    """``w <- _shrink(w, factor, thr)``; ``factor * w`` when ``thr`` is 0."""
+    cdef Py_ssize_t h
+    if thr == 0:  # L2 only: a plain, vectorised scaling
+        for h in range(H):
+            w[h] = factor * w[h]
+    else:
+        for h in range(H):
+            w[h] = _shrink(w[h], factor, thr)
+
+
 cdef inline void _catch_up_row(floating* w, Py_ssize_t H, double* logp, double* acc,
                                double logp_now, double acc_now) noexcept nogil:
     """Bring one row up to date and set its marks; ``acc`` NULL: an L1
     mark of 0, not stored (acc_now is 0 too)."""
     cdef floating factor, thr
-    cdef Py_ssize_t h
     if _catch_up_factors(logp[0], acc[0] if acc != NULL else 0.0, logp_now, acc_now,
                          &factor, &thr):
-        if thr == 0:  # L2 only: a plain, vectorised scaling
-            for h in range(H):
-                w[h] = factor * w[h]
-        else:
-            for h in range(H):
-                w[h] = _shrink(w[h], factor, thr)
+        _apply_catch_up(w, H, factor, thr)
         logp[0] = logp_now
         if acc != NULL:
             acc[0] = acc_now
 
 
-cdef int _check_marks(object lazy_logp, object lazy_acc, Py_ssize_t n_rows,
-                      double acc_now) except -1:
-    """Check the lazy-regularisation marks given to a kernel.
+cdef int _mark_pointers(const double[::1] lazy_logp, const double[::1] lazy_acc,
+                        Py_ssize_t n_rows, double acc_now,
+                        const double** lp, const double** la) except -1:
+    """Check the lazy-regularisation marks given to a kernel and point ``lp``
+    and ``la`` at them (NULL when not given, or when W has no rows).
 
     ``lazy_acc`` may be left out (None) while ``acc_now`` is 0: with no L1
     penalty since the last flush, every L1 mark is 0, and a kernel then
     neither reads nor writes them (one random access per feature fewer).
     """
+    lp[0] = NULL
+    la[0] = NULL
     if lazy_logp is None:
         if lazy_acc is not None:
             raise ValueError("lazy_acc is given without lazy_logp")
@@ -719,6 +725,10 @@ cdef int _check_marks(object lazy_logp, object lazy_acc, Py_ssize_t n_rows,
         raise ValueError("lazy_acc may be left out only while acc_now is 0")
     if lazy_logp.shape[0] != n_rows or (lazy_acc is not None and lazy_acc.shape[0] != n_rows):
         raise ValueError("lazy_logp and lazy_acc must have one mark per row of W")
+    if n_rows > 0:
+        lp[0] = &lazy_logp[0]
+        if lazy_acc is not None:
+            la[0] = &lazy_acc[0]
     return 0
 
 
@@ -805,13 +815,12 @@ def sparse_update(
     # solver uses (checked above): an empty one here is an unused placeholder.
     if state1.shape[0] == 0 or state2.shape[0] == 0:
         raise ValueError("a state array the solver does not use must still have one row")
-    cdef double* lp = NULL
-    cdef double* la = NULL
-    _check_marks(lazy_logp, lazy_acc, W.shape[0], acc_now)
-    if lazy_logp is not None and W.shape[0] > 0:
-        lp = &lazy_logp[0]
-        if lazy_acc is not None:
-            la = &lazy_acc[0]
+    cdef const double* clp
+    cdef const double* cla
+    _mark_pointers(lazy_logp, lazy_acc, W.shape[0], acc_now, &clp, &cla)
+    # This kernel writes the marks: its arguments are writable views.
+    cdef double* lp = <double*> clp
+    cdef double* la = <double*> cla
     with nogil, parallel(num_threads=n_threads):
         tid = omp_get_thread_num()
         g = &scratch[tid, 0]
@@ -840,8 +849,7 @@ def sparse_update(
             if lp != NULL and _catch_up_factors(lp[j], la[j] if la != NULL else 0.0,
                                                 logp_now, acc_now, &cu, &thr):
                 if thr != 0:
-                    for h in range(H):
-                        w[h] = _shrink(w[h], cu, thr)
+                    _apply_catch_up(w, H, cu, thr)
                     cu = 1
                 lp[j] = logp_now
                 if la != NULL:
