@@ -787,16 +787,11 @@ class SparseAutoencoderNetwork(SparseNetwork):
         batch = np.arange(n_rows, dtype=np.int64)
         unit = np.ones(n_rows, dtype=self.dtype)
         Wd, bd = self.decoder_coef, self.decoder_intercept
-        slot = self._slot_map()
-        if self.reg_logp != 0.0:
-            touched = _k.batch_transpose(np.ones(pair_col.shape[0], self.dtype), pair_col,
-                                         indptr, batch, unit, slot)[0]
-            _k.catch_up_rows(Wd, self.dec_logp_feat, self.dec_acc_feat, touched,
-                             self.reg_logp, 0.0, n_threads)
+        marks = self._decoder_marks(pair_col, indptr, n_threads)
 
         code = activations[-1]
         out = np.empty(pair_col.shape[0], dtype=self.dtype)
-        _k.sampled_dot(code, Wd, bd[:, 0], pair_row, pair_col, out, n_threads)
+        _k.sampled_dot(code, Wd, bd[:, 0], pair_row, pair_col, out, n_threads, **marks)
         if sample_weight is None:
             row_coef = np.full(n_rows, 1.0 / n_rows)
         else:
@@ -812,20 +807,35 @@ class SparseAutoencoderNetwork(SparseNetwork):
         # Gradient w.r.t. the code: dA[b] = sum over b's pairs of delta * Wd[col].
         dA = np.empty_like(code)
         _k.sparse_forward(delta, pair_col, indptr, batch, unit, Wd,
-                          np.zeros(code.shape[1], self.dtype), dA, n_threads)
+                          np.zeros(code.shape[1], self.dtype), dA, n_threads, **marks)
         DERIVATIVES[self.activation](code, dA)
         D1, grads = self.backprop(activations, dA)
         if not _all_finite(D1, grads):
             return float("nan")  # before any update: the weights stay finite
         step_lr = self._next_step_lr(hp)
 
-        dec_plan = _k.batch_transpose(delta, pair_col, indptr, batch, unit, slot)
+        dec_plan = _k.batch_transpose(delta, pair_col, indptr, batch, unit, self._slot_map())
         self._lazy_update(dec_plan, code, Wd, [s[0] for s in self.decoder_state], step_lr, hp,
-                          n_threads)
+                          n_threads, marks=marks)
         self._lazy_update(dec_plan, np.ones((n_rows, 1), self.dtype), bd,
                           [s[1] for s in self.decoder_state], step_lr, hp, n_threads)
         self._update(plan, D1, grads, step_lr, penalties, hp, n_threads)
         return loss
+
+    def _decoder_marks(self, pair_col, indptr, n_threads):
+        """Keyword arguments that make the decoder's kernels catch its rows up
+        on the way (as ``_lazy_marks`` does for the first layer), or {} when
+        no decay is pending. The decoder has L2 decay only: its L1 marks
+        stay 0 and are left out. (The step's pairs are arguments for a
+        subclass that catches the rows up in a pass of its own.)
+
+        Rows are caught up when they are written: a row that the step reads
+        but does not update (its pairs' deltas all exactly 0) keeps its
+        decay pending until its next update.
+        """
+        if self.reg_logp == 0.0:
+            return {}
+        return dict(lazy_logp=self.dec_logp_feat, logp_now=self.reg_logp)
 
     def flush_regularization(self, n_threads):
         if self.reg_logp != 0.0 or self.reg_acc != 0.0:

@@ -950,18 +950,46 @@ def sampled_dot(
     const int64_t[::1] pair_col,   # IN  (n_pairs,) output column of each pair
     floating[::1] out,             # OUT (n_pairs,)
     int n_threads,
+    const double[::1] lazy_logp=None,  # IN (n_features,) lazy-regularisation marks
+    const double[::1] lazy_acc=None,   # IN (n_features,)
+    double logp_now=0.0,
+    double acc_now=0.0,
 ):
     """``out[k] = A[pair_row[k]] . W[pair_col[k]] + bias[pair_col[k]]``.
 
     The outputs of a sparse output layer at the sampled (row, column) pairs
     only (a sampled dense-dense product): O(n_pairs x H), never
     O(n_rows x n_features).
+
+    With ``lazy_logp``/``lazy_acc`` (the rows' marks, see ``catch_up_rows``),
+    each row of W is read as if its pending lazy regularisation had been
+    applied, without writing W: the caught-up row is formed in a per-thread
+    buffer with ``catch_up_rows``' arithmetic, so the result equals the one
+    after ``catch_up_rows`` on the pairs' columns, bit for bit.
     """
-    cdef Py_ssize_t n_pairs = pair_row.shape[0], H = A.shape[1], k
+    cdef Py_ssize_t n_pairs = pair_row.shape[0], H = A.shape[1], k, j, h
+    cdef const double* lp
+    cdef const double* la
+    _mark_pointers(lazy_logp, lazy_acc, W.shape[0], acc_now, &lp, &la)
+    dtype = np.float32 if floating is float else np.float64
+    buf_a = np.empty((max(n_threads, 1), max(H, 1) if lp != NULL else 1), dtype=dtype)
+    cdef floating[:, ::1] buf = buf_a
     cdef const floating* a
     cdef const floating* w
-    with nogil:
-        for k in prange(n_pairs, schedule='static', num_threads=n_threads):
+    cdef floating* row
+    cdef floating factor, thr
+    with nogil, parallel(num_threads=n_threads):
+        row = &buf[omp_get_thread_num(), 0]
+        for k in prange(n_pairs, schedule='static'):
             a = &A[pair_row[k], 0]
-            w = &W[pair_col[k], 0]
-            out[k] = _dot(a, w, H) + bias[pair_col[k]]
+            j = pair_col[k]
+            w = &W[j, 0]
+            factor = 1
+            thr = 0
+            if lp != NULL and _catch_up_factors(lp[j], la[j] if la != NULL else 0.0,
+                                                logp_now, acc_now, &factor, &thr):
+                for h in range(H):
+                    row[h] = w[h]
+                _apply_catch_up(row, H, factor, thr)
+                w = row
+            out[k] = _dot(a, w, H) + bias[j]

@@ -113,9 +113,13 @@ def _run_all_kernels(K, dtype, index_dtype, width):
     pair_row = rng.integers(0, rows.shape[0], 200).astype(np.int64)
     pair_col = rng.integers(0, n_features, 200).astype(np.int64)
     dots = np.empty(200, dtype=dtype)
-    K.sampled_dot(Z, W, rng.standard_normal(n_features).astype(dtype), pair_row, pair_col,
-                  dots, 2)
+    dec_bias = rng.standard_normal(n_features).astype(dtype)
+    K.sampled_dot(Z, W, dec_bias, pair_row, pair_col, dots, 2)
     out["sampled_dot"] = dots
+    dots_lazy = np.empty(200, dtype=dtype)
+    K.sampled_dot(Z, W, dec_bias, pair_row, pair_col, dots_lazy, 2, lazy_logp=logp,
+                  lazy_acc=acc, logp_now=0.5, acc_now=2e-3)
+    out["sampled_dot_lazy"] = dots_lazy
     delta = rng.standard_normal(Z.shape).astype(dtype)
     K.relu_backward(np.maximum(Z, 0), delta)
     out["relu_backward"] = delta

@@ -235,6 +235,44 @@ def test_forward_checks_the_slot_map_and_groups_without_columns():
     assert K.sparse_forward(X.data, X.indices, X.indptr, rows, np.ones(2), W, b, Z, 1) is None
 
 
+@pytest.mark.parametrize("l1", [False, True], ids=["l2", "l2l1"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sampled_dot_catches_up_on_the_fly_like_catch_up_rows(dtype, l1):
+    """The decoder's sampled product with marks equals catch_up_rows on the
+    pairs' columns followed by the plain product, bit for bit, for 1 to 3
+    threads, and leaves W and the marks as they were."""
+    rng = np.random.default_rng(11)
+    n_features, n_rows, width, n_pairs = 300, 9, 37, 400
+    W = rng.standard_normal((n_features, width)).astype(dtype)
+    A = rng.standard_normal((n_rows, width)).astype(dtype)
+    bias = rng.standard_normal(n_features).astype(dtype)
+    pair_row = np.sort(rng.integers(0, n_rows, n_pairs)).astype(np.int64)
+    pair_col = rng.integers(0, n_features, n_pairs).astype(np.int64)
+    logp, acc, logp_now, acc_now = _lazy_marks(n_features, 12, l1)
+    W_eager = W.copy()
+    K.catch_up_rows(W_eager, logp.copy(), acc.copy(), np.unique(pair_col), logp_now, acc_now, 1)
+    assert not np.array_equal(W_eager, W)
+    expected = np.empty(n_pairs, dtype=dtype)
+    K.sampled_dot(A, W_eager, bias, pair_row, pair_col, expected, 1)
+    ref = (A.astype(np.float64)[pair_row] * W_eager[pair_col]).sum(axis=1) + bias[pair_col]
+    np.testing.assert_allclose(expected, ref, rtol=1e-4 if dtype == np.float32 else 1e-12)
+    lp, la = logp.copy(), acc.copy()
+    for n_threads in (1, 2, 3):
+        out = np.empty(n_pairs, dtype=dtype)
+        K.sampled_dot(A, W, bias, pair_row, pair_col, out, n_threads,
+                      lazy_logp=lp, lazy_acc=la, logp_now=logp_now, acc_now=acc_now)
+        np.testing.assert_array_equal(out, expected, strict=True)
+        if not l1:  # L1 marks all 0: they may be left out
+            K.sampled_dot(A, W, bias, pair_row, pair_col, out, n_threads,
+                          lazy_logp=lp, logp_now=logp_now)
+            np.testing.assert_array_equal(out, expected, strict=True)
+    np.testing.assert_array_equal(lp, logp)
+    np.testing.assert_array_equal(la, acc)
+    with pytest.raises(ValueError, match="one mark per row of W"):
+        K.sampled_dot(A, W, bias, pair_row, pair_col, out, 1, lazy_logp=lp[:-1],
+                      logp_now=logp_now)
+
+
 def test_lazy_marks_are_checked():
     X, W, b = _batch(np.float64, np.int64)
     rows = np.array([1, 2], dtype=np.int64)

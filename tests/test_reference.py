@@ -658,7 +658,8 @@ def test_forward_sees_pending_lazy_regularisation(data, solver_case, reg):
 class _EagerCatchUpMixin:
     """The step in separate passes: the batch grouped by feature, then
     catch_up_rows on its features, then the forward pass; kernels without
-    marks."""
+    marks. The autoencoder's decoder rows are caught up the same way,
+    before they are read."""
 
     def _lazy_marks(self, linear=False):
         return {}
@@ -674,6 +675,17 @@ class _EagerCatchUpMixin:
                                 plan[0], self.reg_logp, self.reg_acc, nt)
         return self.forward(X, rows, scale, n_threads), plan, nt
 
+    def _decoder_marks(self, pair_col, indptr, n_threads):
+        # The autoencoder's decoder rows of the step's pairs, caught up first.
+        if self.reg_logp != 0.0:
+            n_rows = indptr.shape[0] - 1
+            touched = K.batch_transpose(np.ones(pair_col.shape[0], self.dtype), pair_col,
+                                        indptr, np.arange(n_rows, dtype=np.int64),
+                                        np.ones(n_rows, self.dtype), self._slot_map())[0]
+            K.catch_up_rows(self.decoder_coef, self.dec_logp_feat, self.dec_acc_feat, touched,
+                            self.reg_logp, 0.0, n_threads)
+        return {}
+
 
 class _EagerCatchUp(_EagerCatchUpMixin, SparseNetwork):
     pass
@@ -685,13 +697,21 @@ class _EagerCatchUpAutoencoder(_EagerCatchUpMixin, SparseAutoencoderNetwork):
 
 @pytest.mark.parametrize("solver_case", ["adam", "rowwise_adagrad"])
 def test_autoencoder_catch_up_inside_the_kernels_equals_a_separate_pass(data, solver_case):
-    """The same for the autoencoder's step (its encoder's first layer)."""
+    """The same for the autoencoder's step: its encoder's first layer, and its
+    decoder, whose rows the sampled product and the backward pass read as
+    if caught up and the update catches up."""
     X, Y, sw, batches = data
     solver, hp = _hp(solver_case, *REG_CASES["l2"])
     nets = []
     for cls in (SparseAutoencoderNetwork, _EagerCatchUpAutoencoder):
         net = cls([N_FEATURES, 6, 4], "relu", solver, np.float64, np.random.RandomState(0),
                   5.0, zero_sampling=1.0)
+        # Non-zero output biases: with the initial zeros, a row whose code is
+        # all 0 reconstructs its sampled zeros exactly, and a decoder row whose
+        # pairs all have a zero delta is read but not updated; the separate
+        # pass would catch it up now, the kernels at its next update (the same
+        # value, up to rounding).
+        net.decoder_intercept[:] = np.linspace(-0.1, 0.1, N_FEATURES)[:, None]
         scale = compute_row_scales(X, "l2", 2)
         net.losses = [net.step(X, rows, scale[rows], None, None, hp, 2)
                       for rows in batches + batches[::-1]]
@@ -700,8 +720,10 @@ def test_autoencoder_catch_up_inside_the_kernels_equals_a_separate_pass(data, so
     assert fused.reg_logp < 0
     assert fused.losses == eager.losses
     np.testing.assert_array_equal(fused.reg_logp_feat, eager.reg_logp_feat)
-    for a, b in zip(sum(fused.param_arrays(), []) + sum(fused.state, []),
-                    sum(eager.param_arrays(), []) + sum(eager.state, [])):
+    np.testing.assert_array_equal(fused.dec_logp_feat, eager.dec_logp_feat)
+    assert (fused.dec_logp_feat < 0).any()
+    for a, b in zip(sum(fused.param_arrays(), []) + sum(fused.state + fused.decoder_state, []),
+                    sum(eager.param_arrays(), []) + sum(eager.state + eager.decoder_state, [])):
         np.testing.assert_array_equal(a, b)
 
 
