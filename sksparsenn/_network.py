@@ -805,16 +805,17 @@ class SparseAutoencoderNetwork(SparseNetwork):
         delta = coef * diff
 
         # Gradient w.r.t. the code: dA[b] = sum over b's pairs of delta * Wd[col].
+        # Meanwhile one thread groups the pairs by column: the decoder's plan.
         dA = np.empty_like(code)
-        _k.sparse_forward(delta, pair_col, indptr, batch, unit, Wd,
-                          np.zeros(code.shape[1], self.dtype), dA, n_threads, **marks)
+        dec_plan = _k.sparse_forward(delta, pair_col, indptr, batch, unit, Wd,
+                                     np.zeros(code.shape[1], self.dtype), dA, n_threads,
+                                     slot=self._slot_map(), **marks)
         DERIVATIVES[self.activation](code, dA)
         D1, grads = self.backprop(activations, dA)
         if not _all_finite(D1, grads):
             return float("nan")  # before any update: the weights stay finite
         step_lr = self._next_step_lr(hp)
 
-        dec_plan = _k.batch_transpose(delta, pair_col, indptr, batch, unit, self._slot_map())
         self._lazy_update(dec_plan, code, Wd, [s[0] for s in self.decoder_state], step_lr, hp,
                           n_threads, marks=marks)
         self._lazy_update(dec_plan, np.ones((n_rows, 1), self.dtype), bd,

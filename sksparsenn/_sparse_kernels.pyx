@@ -967,7 +967,8 @@ def sampled_dot(
     buffer with ``catch_up_rows``' arithmetic, so the result equals the one
     after ``catch_up_rows`` on the pairs' columns, bit for bit.
     """
-    cdef Py_ssize_t n_pairs = pair_row.shape[0], H = A.shape[1], k, j, h
+    cdef Py_ssize_t n_pairs = pair_row.shape[0], H = A.shape[1], k, j, h, q
+    cdef Py_ssize_t line = 64 // sizeof(floating)  # floats per cache line
     cdef const double* lp
     cdef const double* la
     _mark_pointers(lazy_logp, lazy_acc, W.shape[0], acc_now, &lp, &la)
@@ -981,6 +982,15 @@ def sampled_dot(
     with nogil, parallel(num_threads=n_threads):
         row = &buf[omp_get_thread_num(), 0]
         for k in prange(n_pairs, schedule='static'):
+            # The pairs' columns are random rows of W: ask for them ahead.
+            if k + _PREFETCH_AHEAD < n_pairs:
+                j = pair_col[k + _PREFETCH_AHEAD]
+                q = 0
+                while q < H:
+                    _prefetch_r(&W[j, q])
+                    q = q + line
+                if lp != NULL:
+                    _prefetch_r(&lp[j])
             a = &A[pair_row[k], 0]
             j = pair_col[k]
             w = &W[j, 0]
