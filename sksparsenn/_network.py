@@ -36,7 +36,8 @@ missed when its feature is next in a batch. The forward pass reads the row
 as if caught up and the update kernel writes the catch-up in the same pass
 as the step (``catch_up_rows``' arithmetic inside ``sparse_forward`` and
 ``sparse_update``), so the catch-up costs no pass over the rows of its own.
-``flush_regularization`` brings every row up to date before the weights are
+The autoencoder's decoder rows are lazy the same way (``sampled_backward``
+reads them as if caught up). ``flush_regularization`` brings every row up to date before the weights are
 read from outside.
 """
 
@@ -784,32 +785,29 @@ class SparseAutoencoderNetwork(SparseNetwork):
         activations, plan, n_threads = self._forward_and_plan(Xin, rows_in, scale, n_threads)
         n_rows = rows.shape[0]
         pair_row, pair_col, target, weight, indptr = self.sample_pairs(X, rows, scale)
-        batch = np.arange(n_rows, dtype=np.int64)
-        unit = np.ones(n_rows, dtype=self.dtype)
         Wd, bd = self.decoder_coef, self.decoder_intercept
         marks = self._decoder_marks(pair_col, indptr, n_threads)
 
         code = activations[-1]
-        out = np.empty(pair_col.shape[0], dtype=self.dtype)
-        _k.sampled_dot(code, Wd, bd[:, 0], pair_row, pair_col, out, n_threads, **marks)
         if sample_weight is None:
             row_coef = np.full(n_rows, 1.0 / n_rows)
         else:
             row_coef = sample_weight / float(sample_weight.sum())
         coef = (row_coef[pair_row] * weight).astype(self.dtype)
-        diff = out - target
+        # The pairs' outputs, their deltas and the gradient w.r.t. the code,
+        # dA[b] = sum over b's pairs of delta * Wd[col], in one read of the
+        # decoder's rows; meanwhile one thread groups the pairs by column:
+        # the decoder's plan.
+        diff = np.empty(pair_col.shape[0], dtype=self.dtype)
+        delta = np.empty_like(diff)
+        dA = np.empty_like(code)
+        dec_plan = _k.sampled_backward(code, Wd, bd[:, 0], indptr, pair_col, target, coef,
+                                       diff, delta, dA, n_threads, slot=self._slot_map(),
+                                       **marks)
         objective = 0.5 * float(np.dot(coef * diff, diff))
         loss = objective / self.layer_units[0]  # per output column, as the regressor's
         if not np.isfinite(loss):
             return loss
-        delta = coef * diff
-
-        # Gradient w.r.t. the code: dA[b] = sum over b's pairs of delta * Wd[col].
-        # Meanwhile one thread groups the pairs by column: the decoder's plan.
-        dA = np.empty_like(code)
-        dec_plan = _k.sparse_forward(delta, pair_col, indptr, batch, unit, Wd,
-                                     np.zeros(code.shape[1], self.dtype), dA, n_threads,
-                                     slot=self._slot_map(), **marks)
         DERIVATIVES[self.activation](code, dA)
         D1, grads = self.backprop(activations, dA)
         if not _all_finite(D1, grads):
@@ -830,9 +828,10 @@ class SparseAutoencoderNetwork(SparseNetwork):
         stay 0 and are left out. (The step's pairs are arguments for a
         subclass that catches the rows up in a pass of its own.)
 
-        Rows are caught up when they are written: a row that the step reads
-        but does not update (its pairs' deltas all exactly 0) keeps its
-        decay pending until its next update.
+        Rows are caught up when the update writes them, and the update takes
+        every row the step reads, except those whose pairs all have a zero
+        weight in the loss (rows of zero sample weight): such a row keeps
+        its decay pending until its next update.
         """
         if self.reg_logp == 0.0:
             return {}

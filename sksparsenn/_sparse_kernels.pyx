@@ -12,14 +12,17 @@ the number of non-zeros in the rows it is given, never to ``n_features``.
 * :func:`batch_transpose`: the batch's non-zeros grouped by feature, in
   O(batch nnz), without sorting.
 * :func:`catch_up_rows`: apply the pending lazy regularisation to given
-  rows (the reference for the on-the-fly catch-up of the two kernels
-  around it; training no longer calls it for the first layer).
+  rows (the reference for the kernels' on-the-fly catch-up; training no
+  longer calls it).
 * :func:`sparse_update`: the row-sparse gradient of ``W`` fused with the
   optimizer step and the rows' pending regularisation, feature by feature.
 * :func:`sparse_gradient`: the same gradient, returned instead of applied
   (for tests and for users who want it).
 * :func:`catch_up_all`: bring every row of ``W`` up to date.
 * :func:`relu_backward`: the ReLU's derivative applied to a batch's delta.
+* :func:`sampled_dot`, :func:`sampled_backward`: the autoencoder's decoder
+  at sampled (row, column) pairs: the outputs, and the outputs with the
+  loss's deltas and the backward product in one read of its rows.
 
 Determinism: every output element is a sum taken in a fixed order (the order
 of the non-zeros in the batch), and each element is written by exactly one
@@ -358,6 +361,17 @@ cdef inline void _row_sum(
                     z[h] = z[h] + v * _shrink(wrow[h], factor, thr)
 
 
+cdef bint _grouping(int64_t[::1] slot, Py_ssize_t n_rows) except -1:
+    """Whether a kernel is given a slot map to group its batch by feature
+    (``batch_transpose``'s), after checking that it has one entry per row
+    of W."""
+    if slot is None:
+        return False
+    if slot.shape[0] != n_rows:
+        raise ValueError("slot must have one entry per row of W")
+    return True
+
+
 def sparse_forward(
     const floating[::1] data,      # IN  (nnz,)
     const index_t[::1] indices,    # IN  (nnz,)
@@ -399,9 +413,7 @@ def sparse_forward(
     cdef const double* lp
     cdef const double* la
     _mark_pointers(lazy_logp, lazy_acc, W.shape[0], acc_now, &lp, &la)
-    cdef bint group = slot is not None
-    if group and slot.shape[0] != W.shape[0]:
-        raise ValueError("slot must have one entry per row of W")
+    cdef bint group = _grouping(slot, W.shape[0])
     if H == 0:
         return batch_transpose(data, indices, indptr, rows, scale, slot) if group else None
     dtype = np.float32 if floating is float else np.float64
@@ -420,9 +432,8 @@ def sparse_forward(
     cdef Py_ssize_t n_items = items.shape[0], n_heavy = heavy.shape[0] - 1
     partial_a = np.empty((max(<Py_ssize_t> n_parts, 1), H), dtype=dtype)
     cdef floating[:, ::1] partial = partial_a
-    cdef Py_ssize_t t, i, h, p, q
+    cdef Py_ssize_t t, i, h, p
     cdef floating s
-    cdef floating* zrow
     cdef floating* out
 
     with nogil, parallel(num_threads=n_threads):
@@ -439,21 +450,36 @@ def sparse_forward(
                 for h in range(H):
                     out[h] = out[h] * s + bias[h]
     with nogil:
-        # Split rows: add the partials in chunk order (O(n_chunks x H)).
-        for q in prange(n_heavy, schedule='static', num_threads=n_threads):
-            i = heavy[q, 0]
-            zrow = &Z[i, 0]
-            for h in range(H):
-                zrow[h] = partial[heavy[q, 1], h]
-            for p in range(heavy[q, 1] + 1, heavy[q + 1, 1]):
-                for h in range(H):
-                    zrow[h] = zrow[h] + partial[p, h]
-            s = scale[i]
-            for h in range(H):
-                zrow[h] = zrow[h] * s + bias[h]
+        _sum_partials(Z, partial, heavy, scale, bias, n_threads)
     if group:
         return feat_a[:n_feat[0]], off_a[:n_feat[0] + 1], prow_a, pval_a
     return None
+
+
+cdef void _sum_partials(
+    floating[:, ::1] Z,               # OUT (n_rows, H) the split rows' sums
+    const floating[:, ::1] partial,   # IN  (n_parts, H)
+    const int64_t[:, ::1] heavy,      # IN  from _forward_items
+    const floating[::1] scale,        # IN  (n_rows,)
+    const floating[::1] bias,         # IN  (H,)
+    int n_threads,
+) noexcept nogil:
+    """Split rows: ``Z[i] = scale[i] * (sum of the row's partials, in chunk
+    order) + bias``, O(n_chunks x H)."""
+    cdef Py_ssize_t H = Z.shape[1], n_heavy = heavy.shape[0] - 1, q, i, h, p
+    cdef floating s
+    cdef floating* zrow
+    for q in prange(n_heavy, schedule='static', num_threads=n_threads):
+        i = heavy[q, 0]
+        zrow = &Z[i, 0]
+        for h in range(H):
+            zrow[h] = partial[heavy[q, 1], h]
+        for p in range(heavy[q, 1] + 1, heavy[q + 1, 1]):
+            for h in range(H):
+                zrow[h] = zrow[h] + partial[p, h]
+        s = scale[i]
+        for h in range(H):
+            zrow[h] = zrow[h] * s + bias[h]
 
 
 cdef Py_ssize_t _batch_nnz(const index_t[::1] indptr, const int64_t[::1] rows) noexcept nogil:
@@ -475,6 +501,7 @@ cdef Py_ssize_t _build_transpose(
     int64_t[::1] pair_row,      # OUT (>= batch nnz,) batch position of each pair
     floating[::1] pair_val,     # OUT (>= batch nnz,) scale[row] * value
     int64_t[::1] value_slot,    # scratch (>= batch nnz,)
+    int64_t* pair_src=NULL,     # OUT (>= batch nnz,) or NULL: stored value of each pair
 ) noexcept nogil:
     """Group the batch's non-zeros by feature, in O(batch nnz).
 
@@ -489,7 +516,7 @@ cdef Py_ssize_t _build_transpose(
     ``value_slot`` (read in order by the second pass), and the second pass
     uses ``offsets`` as the features' write positions, so that ``slot`` is
     read only once per stored value and written once per feature on the
-    way out.
+    way out. With ``pair_src``, also notes each pair's place in ``data``.
     """
     cdef Py_ssize_t n_rows = rows.shape[0]
     cdef Py_ssize_t i, k, r, f, end, n_feat = 0, n_kept = 0
@@ -534,6 +561,8 @@ cdef Py_ssize_t _build_transpose(
             offsets[sf] = p + 1
             pair_row[p] = i
             pair_val[p] = data[k] * s
+            if pair_src != NULL:
+                pair_src[p] = k
     for f in range(n_feat, 0, -1):
         offsets[f] = offsets[f - 1]
     offsets[0] = 0
@@ -652,10 +681,10 @@ def catch_up_rows(
     hold log P_L and A_L of the last step L whose regularisation row j has
     received; ``logp_now``/``acc_now`` are those of the step to bring it to.
 
-    ``sparse_forward`` and ``sparse_update`` given the marks compute the
-    same values on the fly (``_catch_up_factors``), so a training step no
-    longer calls this for the first layer; the autoencoder's decoder still
-    does, before its rows are read.
+    ``sparse_forward``, ``sparse_update``, ``sampled_dot`` and
+    ``sampled_backward`` given the marks compute the same values on the fly
+    (``_catch_up_factors``), so a training step no longer calls this; it is
+    their reference.
     """
     cdef Py_ssize_t H = W.shape[1]
     cdef Py_ssize_t n_feat = features.shape[0], f, j
@@ -942,6 +971,33 @@ def relu_backward(
             d[i] = 0 if a[i] <= 0 else d[i]
 
 
+cdef inline const floating* _pair_row(const floating[:, ::1] W, Py_ssize_t j,
+                                      Py_ssize_t j_next, floating* buf, const double* lp,
+                                      const double* la, double logp_now,
+                                      double acc_now) noexcept nogil:
+    """Row j of W as if its pending lazy regularisation had been applied
+    (``catch_up_rows``' arithmetic): W's own row when nothing is pending,
+    else a caught-up copy in ``buf`` (H values). Asks for row ``j_next``
+    (none if negative) ahead of use: the pairs' columns are random rows."""
+    cdef Py_ssize_t H = W.shape[1], h
+    cdef Py_ssize_t line = 64 // sizeof(floating)  # floats per cache line
+    cdef floating factor, thr
+    if j_next >= 0:
+        h = 0
+        while h < H:
+            _prefetch_r(&W[j_next, h])
+            h = h + line
+        if lp != NULL:
+            _prefetch_r(&lp[j_next])
+    if lp == NULL or not _catch_up_factors(lp[j], la[j] if la != NULL else 0.0,
+                                           logp_now, acc_now, &factor, &thr):
+        return &W[j, 0]
+    for h in range(H):
+        buf[h] = W[j, h]
+    _apply_catch_up(buf, H, factor, thr)
+    return buf
+
+
 def sampled_dot(
     const floating[:, ::1] A,      # IN  (n_rows, H) code of each batch row
     const floating[:, ::1] W,      # IN  (n_features, H) decoder rows
@@ -967,39 +1023,139 @@ def sampled_dot(
     buffer with ``catch_up_rows``' arithmetic, so the result equals the one
     after ``catch_up_rows`` on the pairs' columns, bit for bit.
     """
-    cdef Py_ssize_t n_pairs = pair_row.shape[0], H = A.shape[1], k, j, h, q
-    cdef Py_ssize_t line = 64 // sizeof(floating)  # floats per cache line
+    cdef Py_ssize_t n_pairs = pair_row.shape[0], H = A.shape[1], k, j
     cdef const double* lp
     cdef const double* la
     _mark_pointers(lazy_logp, lazy_acc, W.shape[0], acc_now, &lp, &la)
     dtype = np.float32 if floating is float else np.float64
     buf_a = np.empty((max(n_threads, 1), max(H, 1) if lp != NULL else 1), dtype=dtype)
     cdef floating[:, ::1] buf = buf_a
-    cdef const floating* a
     cdef const floating* w
     cdef floating* row
-    cdef floating factor, thr
     with nogil, parallel(num_threads=n_threads):
         row = &buf[omp_get_thread_num(), 0]
         for k in prange(n_pairs, schedule='static'):
-            # The pairs' columns are random rows of W: ask for them ahead.
-            if k + _PREFETCH_AHEAD < n_pairs:
-                j = pair_col[k + _PREFETCH_AHEAD]
-                q = 0
-                while q < H:
-                    _prefetch_r(&W[j, q])
-                    q = q + line
-                if lp != NULL:
-                    _prefetch_r(&lp[j])
-            a = &A[pair_row[k], 0]
             j = pair_col[k]
-            w = &W[j, 0]
-            factor = 1
-            thr = 0
-            if lp != NULL and _catch_up_factors(lp[j], la[j] if la != NULL else 0.0,
-                                                logp_now, acc_now, &factor, &thr):
+            w = _pair_row(W, j, pair_col[k + _PREFETCH_AHEAD] if k + _PREFETCH_AHEAD < n_pairs
+                          else -1, row, lp, la, logp_now, acc_now)
+            out[k] = _dot(&A[pair_row[k], 0], w, H) + bias[j]
+
+
+def sampled_backward(
+    const floating[:, ::1] A,      # IN  (n_rows, H) code of each batch row
+    const floating[:, ::1] W,      # IN  (n_features, H) decoder rows
+    const floating[::1] bias,      # IN  (n_features,)
+    const int64_t[::1] indptr,     # IN  (n_rows + 1,) row b's pairs: indptr[b]:indptr[b + 1]
+    const int64_t[::1] pair_col,   # IN  (n_pairs,) output column of each pair
+    const floating[::1] target,    # IN  (n_pairs,)
+    const floating[::1] coef,      # IN  (n_pairs,) weight of each pair in the loss
+    floating[::1] diff,            # OUT (n_pairs,) output - target
+    floating[::1] delta,           # OUT (n_pairs,) coef * diff
+    floating[:, ::1] dA,           # OUT (n_rows, H) gradient w.r.t. A
+    int n_threads,
+    int64_t[::1] slot=None,        # IN/OUT (n_features,) all -1 on entry and exit
+    const double[::1] lazy_logp=None,  # IN (n_features,) lazy-regularisation marks
+    const double[::1] lazy_acc=None,   # IN (n_features,)
+    double logp_now=0.0,
+    double acc_now=0.0,
+):
+    """The sampled output layer's loss terms and backward pass, in one read of W.
+
+    For each pair k of row b (column j): ``diff[k] = A[b] . W[j] + bias[j] -
+    target[k]``, ``delta[k] = coef[k] * diff[k]`` and ``dA[b] = sum_k
+    delta[k] * W[j]``: :func:`sampled_dot` followed by :func:`sparse_forward`
+    over the deltas, but each pair's row of W is read once for both. Rows
+    of pairs are split into chunks and the threads share them out as in
+    :func:`sparse_forward`, so the results are those of the two calls, bit
+    for bit, for any number of threads. With the marks, W's rows are read
+    as if caught up (as in both).
+
+    With ``slot``, one thread also groups the pairs by column while the
+    others compute, and the plan of the decoder's update is returned: that
+    of ``batch_transpose`` on values ``coef`` (pairs with a zero coef are
+    left out), with ``pair_val`` the deltas. Returns None without ``slot``.
+    """
+    cdef Py_ssize_t n_rows = A.shape[0], H = A.shape[1], n_pairs = pair_col.shape[0]
+    if H == 0:
+        raise ValueError("A must have at least one column")
+    if W.shape[1] != H or dA.shape[0] != n_rows or dA.shape[1] != H:
+        raise ValueError("A, W and dA must have the same number of columns, A and dA the same rows")
+    if indptr.shape[0] != n_rows + 1 or indptr[0] != 0 or indptr[n_rows] != n_pairs:
+        raise ValueError("indptr must delimit the pairs of each row of A")
+    if (target.shape[0] != n_pairs or coef.shape[0] != n_pairs or diff.shape[0] != n_pairs
+            or delta.shape[0] != n_pairs):
+        raise ValueError("target, coef, diff and delta must have one entry per pair")
+    if bias.shape[0] != W.shape[0]:
+        raise ValueError("bias must have one entry per row of W")
+    cdef const double* lp
+    cdef const double* la
+    _mark_pointers(lazy_logp, lazy_acc, W.shape[0], acc_now, &lp, &la)
+    cdef bint group = _grouping(slot, W.shape[0])
+    dtype = np.float32 if floating is float else np.float64
+    rows_a = np.arange(n_rows, dtype=np.int64)
+    ones_a = np.ones(n_rows, dtype=dtype)
+    zeros_a = np.zeros(H, dtype=dtype)
+    cdef const int64_t[::1] rows = rows_a
+    cdef const floating[::1] ones = ones_a
+    cdef const floating[::1] zeros = zeros_a
+    feat_a, off_a, prow_a, pval_a, vslot_a = _plan_arrays(n_pairs if group else 0, dtype)
+    src_a = np.empty(max(n_pairs, 1) if group else 1, dtype=np.int64)
+    cdef int64_t[::1] value_slot = vslot_a
+    cdef int64_t[::1] feat = feat_a
+    cdef int64_t[::1] offsets = off_a
+    cdef int64_t[::1] pair_row = prow_a
+    cdef floating[::1] pair_val = pval_a
+    cdef int64_t[::1] pair_src = src_a
+    n_feat_a = np.zeros(1, dtype=np.int64)  # set inside the parallel block
+    cdef int64_t[::1] n_feat = n_feat_a
+    items_a, heavy_a, n_parts = _forward_items(indptr, rows_a)
+    cdef int64_t[:, ::1] items = items_a
+    cdef int64_t[:, ::1] heavy = heavy_a
+    cdef Py_ssize_t n_items = items.shape[0]
+    partial_a = np.empty((max(<Py_ssize_t> n_parts, 1), max(H, 1)), dtype=dtype)
+    cdef floating[:, ::1] partial = partial_a
+    buf_a = np.empty((max(n_threads, 1), max(H, 1)), dtype=dtype)
+    cdef floating[:, ::1] buf = buf_a
+    cdef Py_ssize_t t, i, h, p, k, k1, j
+    cdef floating d
+    cdef floating* out
+    cdef floating* row
+    cdef const floating* a
+    cdef const floating* w
+
+    with nogil, parallel(num_threads=n_threads):
+        row = &buf[omp_get_thread_num(), 0]
+        if group and omp_get_thread_num() == 0:
+            n_feat[0] = _build_transpose(coef, pair_col, indptr, rows, ones, slot, feat,
+                                         offsets, pair_row, pair_val, value_slot,
+                                         &pair_src[0])
+        for t in prange(n_items, schedule='dynamic'):
+            i = items[t, 0]
+            p = items[t, 3]
+            out = &dA[i, 0] if p < 0 else &partial[p, 0]
+            a = &A[i, 0]
+            for h in range(H):
+                out[h] = 0
+            k1 = items[t, 2]
+            for k in range(items[t, 1], k1):
+                j = pair_col[k]
+                w = _pair_row(W, j, pair_col[k + _PREFETCH_AHEAD] if k + _PREFETCH_AHEAD < k1
+                              else -1, row, lp, la, logp_now, acc_now)
+                d = _dot(a, w, H) + bias[j] - target[k]
+                diff[k] = d
+                d = coef[k] * d
+                delta[k] = d
+                if d != 0:
+                    for h in range(H):
+                        out[h] = out[h] + d * w[h]
+            if p < 0:  # as sparse_forward with a scale of 1 and a bias of 0
                 for h in range(H):
-                    row[h] = w[h]
-                _apply_catch_up(row, H, factor, thr)
-                w = row
-            out[k] = _dot(a, w, H) + bias[j]
+                    out[h] = out[h] * ones[i] + zeros[h]
+    with nogil:
+        _sum_partials(dA, partial, heavy, ones, zeros, n_threads)
+        if group:
+            for p in range(offsets[n_feat[0]] if n_feat[0] > 0 else 0):
+                pair_val[p] = delta[pair_src[p]]
+    if group:
+        return feat_a[:n_feat[0]], off_a[:n_feat[0] + 1], prow_a, pval_a
+    return None

@@ -120,6 +120,17 @@ def _run_all_kernels(K, dtype, index_dtype, width):
     K.sampled_dot(Z, W, dec_bias, pair_row, pair_col, dots_lazy, 2, lazy_logp=logp,
                   lazy_acc=acc, logp_now=0.5, acc_now=2e-3)
     out["sampled_dot_lazy"] = dots_lazy
+    order = np.argsort(pair_row, kind="stable")  # sampled_backward takes pairs by row
+    pair_indptr = np.concatenate([[0], np.cumsum(np.bincount(pair_row, minlength=Z.shape[0]))])
+    target = rng.standard_normal(200).astype(dtype)
+    coef = rng.uniform(0.5, 1.5, 200).astype(dtype)
+    diff, delta, dA = np.empty(200, dtype), np.empty(200, dtype), np.empty_like(Z)
+    dec_plan = K.sampled_backward(Z, W, dec_bias, pair_indptr.astype(np.int64),
+                                  pair_col[order], target, coef, diff, delta, dA, 2,
+                                  slot=np.full(n_features, -1, dtype=np.int64), lazy_logp=logp,
+                                  lazy_acc=acc, logp_now=0.5, acc_now=2e-3)
+    out["sampled_backward"] = (diff, delta, dA, dec_plan[0], dec_plan[1],
+                               dec_plan[2][:dec_plan[1][-1]], dec_plan[3][:dec_plan[1][-1]])
     delta = rng.standard_normal(Z.shape).astype(dtype)
     K.relu_backward(np.maximum(Z, 0), delta)
     out["relu_backward"] = delta

@@ -273,6 +273,102 @@ def test_sampled_dot_catches_up_on_the_fly_like_catch_up_rows(dtype, l1):
                       logp_now=logp_now)
 
 
+def _sampled_pairs(rng, n_features, n_rows, lens):
+    """Pairs grouped by row (row b has lens[b] pairs), with repeated columns."""
+    indptr = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+    pair_row = np.repeat(np.arange(n_rows), lens).astype(np.int64)
+    pair_col = rng.integers(0, n_features, indptr[-1]).astype(np.int64)
+    return indptr, pair_row, pair_col
+
+
+@pytest.mark.parametrize("marks", [False, True], ids=["current", "lazy"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sampled_backward_equals_sampled_dot_then_forward(dtype, marks):
+    """One read of W gives what sampled_dot, the deltas in numpy and
+    sparse_forward over them give, bit for bit, for 1 to 3 threads: a row of
+    9,000 pairs (split into chunks) among short ones, zero coefficients
+    (left out of the plan) and an empty row. Also against numpy."""
+    rng = np.random.default_rng(13)
+    n_features, width = 5000, 37
+    lens = np.array([3, 9000, 0, 40, 1, 200, 7])
+    n_rows = lens.shape[0]
+    indptr, pair_row, pair_col = _sampled_pairs(rng, n_features, n_rows, lens)
+    n_pairs = pair_col.shape[0]
+    A = rng.standard_normal((n_rows, width)).astype(dtype)
+    W = rng.standard_normal((n_features, width)).astype(dtype)
+    bias = rng.standard_normal(n_features).astype(dtype)
+    target = rng.standard_normal(n_pairs).astype(dtype)
+    coef = rng.uniform(0.5, 1.5, n_pairs).astype(dtype)
+    coef[::17] = 0
+    kw = {}
+    if marks:
+        logp, acc, logp_now, acc_now = _lazy_marks(n_features, 14, True)
+        kw = dict(lazy_logp=logp, lazy_acc=acc, logp_now=logp_now, acc_now=acc_now)
+
+    out = np.empty(n_pairs, dtype=dtype)
+    K.sampled_dot(A, W, bias, pair_row, pair_col, out, 2, **kw)
+    diff_ref = out - target
+    delta_ref = coef * diff_ref
+    dA_ref = np.empty_like(A)
+    slot = np.full(n_features, -1, dtype=np.int64)
+    K.sparse_forward(delta_ref, pair_col, indptr, np.arange(n_rows, dtype=np.int64),
+                     np.ones(n_rows, dtype), W, np.zeros(width, dtype), dA_ref, 2, **kw)
+    features, offsets, prow, _ = K.batch_transpose(coef, pair_col, indptr,
+                                                   np.arange(n_rows, dtype=np.int64),
+                                                   np.ones(n_rows, dtype), slot)
+    n = offsets[-1]
+    assert n == (coef != 0).sum()
+
+    for n_threads in (1, 2, 3):
+        diff, delta, dA = np.empty_like(out), np.empty_like(out), np.empty_like(A)
+        plan = K.sampled_backward(A, W, bias, indptr, pair_col, target, coef, diff, delta, dA,
+                                  n_threads, slot=slot, **kw)
+        np.testing.assert_array_equal(diff, diff_ref, strict=True)
+        np.testing.assert_array_equal(delta, delta_ref, strict=True)
+        np.testing.assert_array_equal(dA, dA_ref, strict=True)
+        np.testing.assert_array_equal(plan[0], features)
+        np.testing.assert_array_equal(plan[1], offsets)
+        np.testing.assert_array_equal(plan[2][:n], prow[:n])
+        # pair_val: the kept pairs' deltas in the plan's order (columns in
+        # order of first appearance, pairs in storage order within each)
+        kept = np.flatnonzero(coef != 0)
+        rank = np.empty(n_features, dtype=np.int64)
+        rank[features] = np.arange(features.shape[0])
+        in_plan = kept[np.argsort(rank[pair_col[kept]], kind="stable")]
+        np.testing.assert_array_equal(plan[3][:n], delta[in_plan], strict=True)
+        assert (slot == -1).all()
+        assert K.sampled_backward(A, W, bias, indptr, pair_col, target, coef, diff, delta,
+                                  dA, n_threads, **kw) is None
+
+    if not marks:  # against numpy, in float64
+        W64, A64 = W.astype(np.float64), A.astype(np.float64)
+        d64 = (A64[pair_row] * W64[pair_col]).sum(axis=1) + bias[pair_col] - target
+        dA64 = np.zeros_like(A64)
+        np.add.at(dA64, pair_row, (coef * d64)[:, None] * W64[pair_col])
+        tol = dict(rtol=1e-4, atol=1e-3) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-9)
+        np.testing.assert_allclose(diff, d64, **tol)
+        np.testing.assert_allclose(dA, dA64, **tol)
+
+
+def test_sampled_backward_checks_its_arguments():
+    rng = np.random.default_rng(0)
+    indptr, _, pair_col = _sampled_pairs(rng, 50, 3, np.array([2, 0, 3]))
+    A, W, b = np.ones((3, 4)), np.ones((50, 4)), np.zeros(50)
+    t = np.zeros(5)
+    args = [A, W, b, indptr, pair_col, t, t.copy(), t.copy(), t.copy(), np.empty((3, 4)), 1]
+    K.sampled_backward(*args)
+    with pytest.raises(ValueError, match="delimit the pairs"):
+        K.sampled_backward(*args[:3], indptr[:-1], *args[4:])
+    with pytest.raises(ValueError, match="one entry per pair"):
+        K.sampled_backward(*args[:5], t[:4], *args[6:])
+    with pytest.raises(ValueError, match="same number of columns"):
+        K.sampled_backward(*args[:9], np.empty((3, 5)), 1)
+    with pytest.raises(ValueError, match="one entry per row of W"):
+        K.sampled_backward(*args, slot=np.full(49, -1, dtype=np.int64))
+    with pytest.raises(ValueError, match="at least one column"):
+        K.sampled_backward(A[:, :0], W[:, :0], *args[2:9], np.empty((3, 0)), 1)
+
+
 def test_lazy_marks_are_checked():
     X, W, b = _batch(np.float64, np.int64)
     rows = np.array([1, 2], dtype=np.int64)

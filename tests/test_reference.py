@@ -706,12 +706,6 @@ def test_autoencoder_catch_up_inside_the_kernels_equals_a_separate_pass(data, so
     for cls in (SparseAutoencoderNetwork, _EagerCatchUpAutoencoder):
         net = cls([N_FEATURES, 6, 4], "relu", solver, np.float64, np.random.RandomState(0),
                   5.0, zero_sampling=1.0)
-        # Non-zero output biases: with the initial zeros, a row whose code is
-        # all 0 reconstructs its sampled zeros exactly, and a decoder row whose
-        # pairs all have a zero delta is read but not updated; the separate
-        # pass would catch it up now, the kernels at its next update (the same
-        # value, up to rounding).
-        net.decoder_intercept[:] = np.linspace(-0.1, 0.1, N_FEATURES)[:, None]
         scale = compute_row_scales(X, "l2", 2)
         net.losses = [net.step(X, rows, scale[rows], None, None, hp, 2)
                       for rows in batches + batches[::-1]]

@@ -1,0 +1,147 @@
+"""The autoencoder's step in two arrangements, compared batch by batch.
+
+Trains ``SparseAutoencoderNetwork`` (the transformer's unsupervised mode) on
+the built-in data and, before each batch, draws at random (seeded) whether
+the step runs as ``SparseAutoencoderNetwork.step`` does (B) or in an earlier
+arrangement of its decoder (A). Both see the same machine state over the
+same epoch, so the drift of a shared machine cancels out of their ratio.
+
+``--a`` picks A's arrangement:
+
+* ``separate-backward``: the pairs' outputs (``sampled_dot``) and the
+  backward product through the decoder (``sparse_forward`` over the deltas,
+  which groups the pairs meanwhile) read the decoder's rows once each,
+  instead of once for both (``sampled_backward``).
+* ``separate-catch-up``: as above, and before them the decoder's rows of
+  the step's pairs catch up with their pending decay in a pass of their own
+  (``catch_up_rows``), and the pairs are grouped on one thread after the
+  backward product (``batch_transpose``).
+
+The arrangements give the same results, except that in A a decoder row
+whose pairs all have a zero delta is not updated, and in B it is (with a
+zero gradient): the trajectories differ by that only. Prints the ms per
+step, ordinary batches and batches with an almost-full row apart, and the
+epoch time each arrangement's per-batch means add up to.
+
+    python benchmarks/ab_autoencoder.py [--a separate-catch-up]
+        [--solver adam] [--hidden 100] [--n-samples 120000] [--alpha 1e-4]
+        [--zero-sampling 1.0] [--threads 2] [--epochs 2]
+
+The defaults are the transformer's (Adam, ``alpha=1e-4``, one hidden layer
+of 100, ``row_scaling='sqrt'``, ``zero_sampling=1.0``).
+"""
+
+import argparse
+import time
+
+import numpy as np
+
+from sksparsenn import _network as N
+from sksparsenn.datasets import make_sparse_regression
+
+ARRANGEMENTS = ["separate-backward", "separate-catch-up"]
+
+
+def step_a(net, X, rows, scale, hp, n_threads, arrangement):
+    """One step with the decoder in an earlier arrangement (see above)."""
+    K = N._k
+    penalties = net._penalties(rows, None, hp)
+    activations, plan, n_threads = net._forward_and_plan(X, rows, scale, n_threads)
+    n_rows = rows.shape[0]
+    pair_row, pair_col, target, weight, indptr = net.sample_pairs(X, rows, scale)
+    batch = np.arange(n_rows, dtype=np.int64)
+    unit = np.ones(n_rows, dtype=net.dtype)
+    Wd, bd = net.decoder_coef, net.decoder_intercept
+    eager = arrangement == "separate-catch-up"
+    marks = {} if eager else net._decoder_marks(pair_col, indptr, n_threads)
+    if eager and net.reg_logp != 0.0:
+        touched = K.batch_transpose(np.ones(pair_col.shape[0], net.dtype), pair_col, indptr,
+                                    batch, unit, net._slot_map())[0]
+        K.catch_up_rows(Wd, net.dec_logp_feat, net.dec_acc_feat, touched, net.reg_logp, 0.0,
+                        n_threads)
+    code = activations[-1]
+    out = np.empty(pair_col.shape[0], dtype=net.dtype)
+    K.sampled_dot(code, Wd, bd[:, 0], pair_row, pair_col, out, n_threads, **marks)
+    coef = (np.full(n_rows, 1.0 / n_rows)[pair_row] * weight).astype(net.dtype)
+    diff = out - target
+    loss = 0.5 * float(np.dot(coef * diff, diff)) / net.layer_units[0]
+    delta = coef * diff
+    dA = np.empty_like(code)
+    zeros = np.zeros(code.shape[1], net.dtype)
+    if eager:
+        K.sparse_forward(delta, pair_col, indptr, batch, unit, Wd, zeros, dA, n_threads)
+        dec_plan = K.batch_transpose(delta, pair_col, indptr, batch, unit, net._slot_map())
+    else:
+        dec_plan = K.sparse_forward(delta, pair_col, indptr, batch, unit, Wd, zeros, dA,
+                                    n_threads, slot=net._slot_map(), **marks)
+    N.DERIVATIVES[net.activation](code, dA)
+    D1, grads = net.backprop(activations, dA)
+    step_lr = net._next_step_lr(hp)
+    net._lazy_update(dec_plan, code, Wd, [s[0] for s in net.decoder_state], step_lr, hp,
+                     n_threads, marks=marks)
+    net._lazy_update(dec_plan, np.ones((n_rows, 1), net.dtype), bd,
+                     [s[1] for s in net.decoder_state], step_lr, hp, n_threads)
+    net._update(plan, D1, grads, step_lr, penalties, hp, n_threads)
+    return loss
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--a", default="separate-catch-up", choices=ARRANGEMENTS)
+    p.add_argument("--solver", default="adam", choices=sorted(N.SOLVERS))
+    p.add_argument("--hidden", type=int, default=100)
+    p.add_argument("--n-samples", type=int, default=120_000)
+    p.add_argument("--n-features", type=int, default=2**20)
+    p.add_argument("--alpha", type=float, default=1e-4)
+    p.add_argument("--zero-sampling", type=float, default=1.0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=2,
+                   help="the last one is reported (the first maps the solver state's pages)")
+    args = p.parse_args()
+
+    X, _ = make_sparse_regression(n_samples=args.n_samples, n_features=args.n_features,
+                                  random_state=0)
+    X.sort_indices()  # sample_pairs needs sorted indices, as the estimators ensure
+    lens = np.diff(X.indptr)
+    rng = np.random.RandomState(0)
+    net = N.SparseAutoencoderNetwork([X.shape[1], args.hidden], "relu", args.solver,
+                                     np.float32, rng, float(lens.mean()),
+                                     zero_sampling=args.zero_sampling)
+    scale = N.compute_row_scales(X, "sqrt", args.threads)
+    hp = dict(lr=1e-3 if args.solver == "adam" else 0.05, alpha=args.alpha, alpha_l1=0.0,
+              beta_1=0.9, beta_2=0.999, epsilon=1e-8, momentum=0.9, nesterov=True)
+    print(f"{X.shape[0]:,} rows x {X.shape[1]:,} features; autoencoder, code {args.hidden}, "
+          f"solver={args.solver}, alpha={args.alpha:g}, zero_sampling={args.zero_sampling:g}, "
+          f"{args.threads} thread(s); A: {args.a}, B: the step as it is")
+    coin = np.random.RandomState(1)
+    with N.blas_threads_limit(net.layer_units, 256):
+        for epoch in range(args.epochs):
+            T = np.zeros((2, 2))   # arrangement, heavy
+            C = np.zeros((2, 2))
+            order = rng.permutation(X.shape[0]).astype(np.int64)
+            for start in range(0, X.shape[0], 256):
+                rows = order[start:start + 256]
+                heavy = int((lens[rows] > 4096).any())
+                b = coin.randint(2)
+                t0 = time.perf_counter()
+                if b:
+                    net.step(X, rows, scale[rows], None, None, hp, args.threads)
+                else:
+                    step_a(net, X, rows, scale[rows], hp, args.threads, args.a)
+                T[b, heavy] += time.perf_counter() - t0
+                C[b, heavy] += 1
+
+    if (C == 0).any():
+        raise SystemExit("one arrangement drew no batch of one kind: use more --n-samples")
+    for h, kind in ((0, "ordinary"), (1, "with an almost-full row")):
+        a, b = 1e3 * T[:, h] / C[:, h]
+        print(f"batches {kind}: {C[0, h]:.0f} on A, {C[1, h]:.0f} on B; "
+              f"ms per step A / B: {a:.2f} / {b:.2f} ({b / a:.3f})")
+    n = C.sum(axis=0)
+    epoch = [sum(T[i, h] / C[i, h] * n[h] for h in (0, 1)) for i in (0, 1)]
+    print(f"epoch from the per-batch means: A {epoch[0]:.2f} s, B {epoch[1]:.2f} s, "
+          f"B/A {epoch[1] / epoch[0]:.3f}")
+
+
+if __name__ == "__main__":
+    main()
