@@ -753,26 +753,43 @@ class SparseAutoencoderNetwork(SparseNetwork):
         cand_row = np.repeat(np.arange(n_rows, dtype=np.int64), n_draw)
         cand_col = self.sample_rng.integers(0, n_features, size=cand_row.shape[0])
         # Reject draws that hit a non-zero of their row: nz keys are sorted
-        # (rows in batch order, sorted indices within a row).
-        nz_keys = nz_row * n_features + nz_col
-        cand_keys = cand_row * n_features + cand_col
-        if nz_keys.shape[0]:
-            pos = np.minimum(np.searchsorted(nz_keys, cand_keys), nz_keys.shape[0] - 1)
-            accept = nz_keys[pos] != cand_keys
+        # (rows in batch order, sorted indices within a row). Only draws of a
+        # column that is non-zero in some row of the batch can (few: the
+        # slot map marks those columns for a moment), so only those are
+        # searched for.
+        if nz_col.shape[0]:
+            slot = self._slot_map()
+            slot[nz_col] = 0
+            maybe = np.flatnonzero(slot[cand_col] == 0)
+            slot[nz_col] = -1
+            nz_keys = nz_row * n_features + nz_col
+            keys = cand_row[maybe] * n_features + cand_col[maybe]
+            pos = np.minimum(np.searchsorted(nz_keys, keys), nz_keys.shape[0] - 1)
+            accept = np.ones(cand_row.shape[0], dtype=bool)
+            accept[maybe[nz_keys[pos] == keys]] = False
             cand_row, cand_col = cand_row[accept], cand_col[accept]
         n_accepted = np.bincount(cand_row, minlength=n_rows)
         weight_of_row = np.divide(n_zero, n_accepted, out=np.zeros(n_rows),
                                   where=n_accepted > 0)
 
-        pair_row = np.concatenate([nz_row, cand_row])
-        order = np.argsort(pair_row, kind="stable")
-        pair_row = pair_row[order]
-        pair_col = np.concatenate([nz_col, cand_col])[order]
-        target = np.concatenate([nz_target, np.zeros(cand_row.shape[0], self.dtype)])[order]
-        weight = np.concatenate([np.ones(nz_row.shape[0]), weight_of_row[cand_row]])[order]
+        # Row b's pairs: its non-zeros, then its accepted draws. Both lists
+        # are in row order, so each entry's place follows from the counts.
         indptr = np.zeros(n_rows + 1, dtype=np.int64)
-        np.cumsum(np.bincount(pair_row, minlength=n_rows), out=indptr[1:])
-        return pair_row, pair_col, target.astype(self.dtype), weight, indptr
+        np.cumsum(nnz + n_accepted, out=indptr[1:])
+        n_pairs = int(indptr[-1])
+        nz_pos = np.arange(nz_row.shape[0]) + (indptr[:-1] - np.cumsum(nnz) + nnz)[nz_row]
+        cand_pos = (np.arange(cand_row.shape[0])
+                    + (indptr[:-1] + nnz - np.cumsum(n_accepted) + n_accepted)[cand_row])
+        pair_row = np.repeat(np.arange(n_rows, dtype=np.int64), nnz + n_accepted)
+        pair_col = np.empty(n_pairs, dtype=np.int64)
+        pair_col[nz_pos] = nz_col
+        pair_col[cand_pos] = cand_col
+        target = np.zeros(n_pairs, dtype=self.dtype)
+        target[nz_pos] = nz_target
+        weight = np.empty(n_pairs)
+        weight[nz_pos] = 1.0
+        weight[cand_pos] = weight_of_row[cand_row]
+        return pair_row, pair_col, target, weight, indptr
 
     def step(self, X, rows, scale, y, sample_weight, hp, n_threads):
         """One step on the sampled reconstruction loss (``y`` is ignored)."""
