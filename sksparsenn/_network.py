@@ -760,8 +760,10 @@ class SparseAutoencoderNetwork(SparseNetwork):
         if nz_col.shape[0]:
             slot = self._slot_map()
             slot[nz_col] = 0
-            maybe = np.flatnonzero(slot[cand_col] == 0)
-            slot[nz_col] = -1
+            try:
+                maybe = np.flatnonzero(slot[cand_col] == 0)
+            finally:  # the kernels need the map all -1 between batches
+                slot[nz_col] = -1
             nz_keys = nz_row * n_features + nz_col
             keys = cand_row[maybe] * n_features + cand_col[maybe]
             pos = np.minimum(np.searchsorted(nz_keys, keys), nz_keys.shape[0] - 1)

@@ -810,8 +810,9 @@ def sparse_update(
     cdef Py_ssize_t H = W.shape[1]
     cdef Py_ssize_t n_feat = features.shape[0], f, h, j, k
     cdef int tid
+    _check_threads(n_threads)
     dtype = np.float32 if floating is float else np.float64
-    scratch_a = np.empty((max(n_threads, 1), max(H, 1)), dtype=dtype)
+    scratch_a = np.empty((n_threads, max(H, 1)), dtype=dtype)
     cdef floating[:, ::1] scratch = scratch_a
     cdef floating* g
     cdef floating* w
@@ -971,6 +972,29 @@ def relu_backward(
             d[i] = 0 if a[i] <= 0 else d[i]
 
 
+cdef int _check_threads(int n_threads) except -1:
+    """A kernel with a scratch row per thread needs the team size it was
+    given: OpenMP would read 0 as "as many as it likes"."""
+    if n_threads < 1:
+        raise ValueError(f"n_threads must be at least 1, got {n_threads}")
+    return 0
+
+
+cdef int _check_pairs(const int64_t[::1] pair_col, Py_ssize_t n_features) except -1:
+    """Every pair's column must be a row of W (O(n_pairs), against the
+    kernels' O(n_pairs x H))."""
+    cdef Py_ssize_t k
+    cdef bint bad = False
+    with nogil:
+        for k in range(pair_col.shape[0]):
+            if pair_col[k] < 0 or pair_col[k] >= n_features:
+                bad = True
+                break
+    if bad:
+        raise ValueError("pair_col must hold row numbers of W")
+    return 0
+
+
 cdef inline const floating* _pair_row(const floating[:, ::1] W, Py_ssize_t j,
                                       Py_ssize_t j_next, floating* buf, const double* lp,
                                       const double* la, double logp_now,
@@ -1024,11 +1048,21 @@ def sampled_dot(
     after ``catch_up_rows`` on the pairs' columns, bit for bit.
     """
     cdef Py_ssize_t n_pairs = pair_row.shape[0], H = A.shape[1], k, j
+    _check_threads(n_threads)
+    if W.shape[1] != H:
+        raise ValueError("A and W must have the same number of columns")
+    if pair_col.shape[0] != n_pairs or out.shape[0] != n_pairs:
+        raise ValueError("pair_row, pair_col and out must have one entry per pair")
+    if bias.shape[0] != W.shape[0]:
+        raise ValueError("bias must have one entry per row of W")
+    _check_pairs(pair_col, W.shape[0])
+    if n_pairs and (np.min(pair_row) < 0 or np.max(pair_row) >= A.shape[0]):
+        raise ValueError("pair_row must hold row numbers of A")
     cdef const double* lp
     cdef const double* la
     _mark_pointers(lazy_logp, lazy_acc, W.shape[0], acc_now, &lp, &la)
     dtype = np.float32 if floating is float else np.float64
-    buf_a = np.empty((max(n_threads, 1), max(H, 1) if lp != NULL else 1), dtype=dtype)
+    buf_a = np.empty((n_threads, max(H, 1) if lp != NULL else 1), dtype=dtype)
     cdef floating[:, ::1] buf = buf_a
     cdef const floating* w
     cdef floating* row
@@ -1076,17 +1110,20 @@ def sampled_backward(
     left out), with ``pair_val`` the deltas. Returns None without ``slot``.
     """
     cdef Py_ssize_t n_rows = A.shape[0], H = A.shape[1], n_pairs = pair_col.shape[0]
+    _check_threads(n_threads)
     if H == 0:
         raise ValueError("A must have at least one column")
     if W.shape[1] != H or dA.shape[0] != n_rows or dA.shape[1] != H:
         raise ValueError("A, W and dA must have the same number of columns, A and dA the same rows")
-    if indptr.shape[0] != n_rows + 1 or indptr[0] != 0 or indptr[n_rows] != n_pairs:
+    if (indptr.shape[0] != n_rows + 1 or indptr[0] != 0 or indptr[n_rows] != n_pairs
+            or (n_rows > 0 and np.any(np.diff(indptr) < 0))):
         raise ValueError("indptr must delimit the pairs of each row of A")
     if (target.shape[0] != n_pairs or coef.shape[0] != n_pairs or diff.shape[0] != n_pairs
             or delta.shape[0] != n_pairs):
         raise ValueError("target, coef, diff and delta must have one entry per pair")
     if bias.shape[0] != W.shape[0]:
         raise ValueError("bias must have one entry per row of W")
+    _check_pairs(pair_col, W.shape[0])
     cdef const double* lp
     cdef const double* la
     _mark_pointers(lazy_logp, lazy_acc, W.shape[0], acc_now, &lp, &la)
@@ -1114,7 +1151,7 @@ def sampled_backward(
     cdef Py_ssize_t n_items = items.shape[0]
     partial_a = np.empty((max(<Py_ssize_t> n_parts, 1), max(H, 1)), dtype=dtype)
     cdef floating[:, ::1] partial = partial_a
-    buf_a = np.empty((max(n_threads, 1), max(H, 1)), dtype=dtype)
+    buf_a = np.empty((n_threads, max(H, 1)), dtype=dtype)
     cdef floating[:, ::1] buf = buf_a
     cdef Py_ssize_t t, i, h, p, k, k1, j
     cdef floating d

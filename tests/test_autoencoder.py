@@ -57,6 +57,7 @@ def test_sampled_pairs_cover_nonzeros_and_only_zeros():
         is_nz = np.isin(cols, nz)
         assert set(cols[is_nz]) == set(nz)  # every non-zero, once
         assert is_nz.sum() == nz.size
+        np.testing.assert_array_equal(cols[:nz.size], nz)  # first, in column order
         np.testing.assert_allclose(tgt[is_nz], Xd[b, cols[is_nz]] * scale[b])
         assert np.all(tgt[~is_nz] == 0) and np.all(w[is_nz] == 1)
         n_zero = X.shape[1] - nz.size
@@ -67,6 +68,7 @@ def test_sampled_pairs_cover_nonzeros_and_only_zeros():
             # weighted so that the sampled zeros stand for all of the row's zeros
             assert 1 <= (~is_nz).sum() <= max(1, int(np.ceil(2.0 * nz.size)))
             np.testing.assert_allclose(w[~is_nz].sum(), n_zero)
+    assert (net._slot_map() == -1).all()  # the rejection's marks are cleared
 
 
 @pytest.mark.parametrize("row_scaling", ["none", "l2"])

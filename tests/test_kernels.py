@@ -367,6 +367,28 @@ def test_sampled_backward_checks_its_arguments():
         K.sampled_backward(*args, slot=np.full(49, -1, dtype=np.int64))
     with pytest.raises(ValueError, match="at least one column"):
         K.sampled_backward(A[:, :0], W[:, :0], *args[2:9], np.empty((3, 0)), 1)
+    with pytest.raises(ValueError, match="row numbers of W"):
+        K.sampled_backward(*args[:4], np.where(pair_col == pair_col[0], 50, pair_col),
+                           *args[5:])
+    with pytest.raises(ValueError, match="delimit the pairs"):
+        K.sampled_backward(*args[:3], np.array([0, 3, 2, 5]), *args[4:])
+    with pytest.raises(ValueError, match="at least 1"):
+        K.sampled_backward(*args[:10], 0)
+    # sampled_dot
+    pair_row, out = np.array([0, 0, 2, 2, 2]), np.empty(5)
+    K.sampled_dot(A, W, b, pair_row, pair_col, out, 1)
+    with pytest.raises(ValueError, match="row numbers of W"):
+        K.sampled_dot(A, W, b, pair_row, pair_col - 1 - pair_col.max(), out, 1)
+    with pytest.raises(ValueError, match="row numbers of A"):
+        K.sampled_dot(A, W, b, pair_row + 1, pair_col, out, 1)
+    with pytest.raises(ValueError, match="one entry per pair"):
+        K.sampled_dot(A, W, b, pair_row, pair_col, out[:4], 1)
+    with pytest.raises(ValueError, match="same number of columns"):
+        K.sampled_dot(A, np.ones((50, 3)), b, pair_row, pair_col, out, 1)
+    with pytest.raises(ValueError, match="one entry per row of W"):
+        K.sampled_dot(A, W, b[:-1], pair_row, pair_col, out, 1)
+    with pytest.raises(ValueError, match="at least 1"):
+        K.sampled_dot(A, W, b, pair_row, pair_col, out, 0)
 
 
 def test_lazy_marks_are_checked():
@@ -482,6 +504,8 @@ def test_update_rejects_state_of_the_wrong_shape():
     full = np.zeros_like(W)
     with pytest.raises(ValueError, match="one accumulator per row"):
         K.sparse_update(*plan, D, W, full, full, 3, 0.1, 0.9, 0.999, 1e-8, 0.0, False, 1)
+    with pytest.raises(ValueError, match="n_threads must be at least 1"):
+        K.sparse_update(*plan, D, W, full, full, 1, 0.1, 0.9, 0.999, 1e-8, 0.0, False, 0)
     with pytest.raises(ValueError, match="W's shape"):
         K.sparse_update(*plan, D, W, np.zeros((W.shape[0], 1)), full, 1, 0.1, 0.9, 0.999,
                         1e-8, 0.0, False, 1)
