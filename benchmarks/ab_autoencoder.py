@@ -21,17 +21,20 @@ The arrangements give the same results, except that in A a decoder row
 whose pairs all have a zero delta is not updated, and in B it is (with a
 zero gradient): the trajectories differ by that only. Prints the ms per
 step, ordinary batches and batches with an almost-full row apart, and the
-epoch time each arrangement's per-batch means add up to.
+epoch time each arrangement's per-batch means add up to. With ``--phases``,
+also the ms per ordinary step that B spends in each kernel (and in
+``sample_pairs``), timed call by call.
 
     python benchmarks/ab_autoencoder.py [--a separate-catch-up]
         [--solver adam] [--hidden 100] [--n-samples 120000] [--alpha 1e-4]
-        [--zero-sampling 1.0] [--threads 2] [--epochs 2]
+        [--zero-sampling 1.0] [--threads 2] [--epochs 2] [--phases]
 
 The defaults are the transformer's (Adam, ``alpha=1e-4``, one hidden layer
 of 100, ``row_scaling='sqrt'``, ``zero_sampling=1.0``).
 """
 
 import argparse
+import collections
 import time
 
 import numpy as np
@@ -85,6 +88,30 @@ def step_a(net, X, rows, scale, hp, n_threads, arrangement):
     return loss
 
 
+class _Timed:
+    """The kernel module, with each call's time added to ``seconds[name]``
+    (the sparse updates apart by the width of the array they update)."""
+
+    def __init__(self, module):
+        self.module = module
+        self.seconds = collections.defaultdict(float)
+        self.on = False
+
+    def __getattr__(self, name):
+        f = getattr(self.module, name)
+        if not callable(f):
+            return f
+
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            out = f(*args, **kwargs)
+            if self.on:
+                key = f"{name} (width {args[5].shape[1]})" if name == "sparse_update" else name
+                self.seconds[key] += time.perf_counter() - t0
+            return out
+        return timed
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--a", default="separate-catch-up", choices=ARRANGEMENTS)
@@ -97,7 +124,21 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--epochs", type=int, default=2,
                    help="the last one is reported (the first maps the solver state's pages)")
+    p.add_argument("--phases", action="store_true",
+                   help="also time B's kernel calls and sample_pairs, ordinary steps")
     args = p.parse_args()
+    timed = None
+    if args.phases:
+        timed = N._k = _Timed(N._k)  # the network calls its kernels through N._k
+        pairs = N.SparseAutoencoderNetwork.sample_pairs
+
+        def sample_pairs(self, *a):
+            t0 = time.perf_counter()
+            out = pairs(self, *a)
+            if timed.on:
+                timed.seconds["sample_pairs"] += time.perf_counter() - t0
+            return out
+        N.SparseAutoencoderNetwork.sample_pairs = sample_pairs
 
     X, _ = make_sparse_regression(n_samples=args.n_samples, n_features=args.n_features,
                                   random_state=0)
@@ -123,6 +164,8 @@ def main():
                 rows = order[start:start + 256]
                 heavy = int((lens[rows] > 4096).any())
                 b = coin.randint(2)
+                if timed is not None:
+                    timed.on = bool(b and not heavy and epoch == args.epochs - 1)
                 t0 = time.perf_counter()
                 if b:
                     net.step(X, rows, scale[rows], None, None, hp, args.threads)
@@ -141,6 +184,10 @@ def main():
     epoch = [sum(T[i, h] / C[i, h] * n[h] for h in (0, 1)) for i in (0, 1)]
     print(f"epoch from the per-batch means: A {epoch[0]:.2f} s, B {epoch[1]:.2f} s, "
           f"B/A {epoch[1] / epoch[0]:.3f}")
+    if timed is not None:
+        print(f"B, ms per ordinary step ({1e3 * T[1, 0] / C[1, 0]:.2f} in all):")
+        for name, sec in sorted(timed.seconds.items(), key=lambda kv: -kv[1]):
+            print(f"  {name:32s} {1e3 * sec / C[1, 0]:8.3f}")
 
 
 if __name__ == "__main__":
