@@ -739,59 +739,28 @@ class SparseAutoencoderNetwork(SparseNetwork):
         """
         n_features = self.layer_units[0]
         n_rows = rows.shape[0]
-        lens, _, src = _batch_entries(X, rows)
-        batch_pos = np.repeat(np.arange(n_rows, dtype=np.int64), lens)
-        values = X.data[src]
-        keep = values != 0
-        nz_row, nz_col = batch_pos[keep], X.indices[src[keep]].astype(np.int64)
-        nz_target = values[keep] * scale[nz_row]
-        nnz = np.bincount(nz_row, minlength=n_rows)
-
+        nnz = np.empty(n_rows, dtype=np.int64)
+        _k.row_nonzeros(X.data, X.indptr, rows, nnz)
         n_zero = n_features - nnz
         n_draw = np.where(n_zero > 0, np.maximum(1, np.ceil(self.zero_sampling * nnz)), 0)
         n_draw = n_draw.astype(np.int64)
-        cand_row = np.repeat(np.arange(n_rows, dtype=np.int64), n_draw)
-        cand_col = self.sample_rng.integers(0, n_features, size=cand_row.shape[0])
-        # Reject draws that hit a non-zero of their row: nz keys are sorted
-        # (rows in batch order, sorted indices within a row). Only draws of a
-        # column that is non-zero in some row of the batch can (few: the
-        # slot map marks those columns for a moment), so only those are
-        # searched for.
-        if nz_col.shape[0]:
-            slot = self._slot_map()
-            slot[nz_col] = 0
-            try:
-                maybe = np.flatnonzero(slot[cand_col] == 0)
-            finally:  # the kernels need the map all -1 between batches
-                slot[nz_col] = -1
-            nz_keys = nz_row * n_features + nz_col
-            keys = cand_row[maybe] * n_features + cand_col[maybe]
-            pos = np.minimum(np.searchsorted(nz_keys, keys), nz_keys.shape[0] - 1)
-            accept = np.ones(cand_row.shape[0], dtype=bool)
-            accept[maybe[nz_keys[pos] == keys]] = False
-            cand_row, cand_col = cand_row[accept], cand_col[accept]
-        n_accepted = np.bincount(cand_row, minlength=n_rows)
-        weight_of_row = np.divide(n_zero, n_accepted, out=np.zeros(n_rows),
-                                  where=n_accepted > 0)
-
-        # Row b's pairs: its non-zeros, then its accepted draws. Both lists
-        # are in row order, so each entry's place follows from the counts.
-        indptr = np.zeros(n_rows + 1, dtype=np.int64)
-        np.cumsum(nnz + n_accepted, out=indptr[1:])
-        n_pairs = int(indptr[-1])
-        nz_pos = np.arange(nz_row.shape[0]) + (indptr[:-1] - np.cumsum(nnz) + nnz)[nz_row]
-        cand_pos = (np.arange(cand_row.shape[0])
-                    + (indptr[:-1] + nnz - np.cumsum(n_accepted) + n_accepted)[cand_row])
-        pair_row = np.repeat(np.arange(n_rows, dtype=np.int64), nnz + n_accepted)
-        pair_col = np.empty(n_pairs, dtype=np.int64)
-        pair_col[nz_pos] = nz_col
-        pair_col[cand_pos] = cand_col
-        target = np.zeros(n_pairs, dtype=self.dtype)
-        target[nz_pos] = nz_target
-        weight = np.empty(n_pairs)
-        weight[nz_pos] = 1.0
-        weight[cand_pos] = weight_of_row[cand_row]
-        return pair_row, pair_col, target, weight, indptr
+        draws = self.sample_rng.integers(0, n_features, size=int(n_draw.sum()))
+        room = max(int(nnz.sum() + n_draw.sum()), 1)
+        pair_row = np.empty(room, dtype=np.int64)
+        pair_col = np.empty(room, dtype=np.int64)
+        target = np.empty(room)
+        weight = np.empty(room)
+        indptr = np.empty(n_rows + 1, dtype=np.int64)
+        # Draws that hit a non-zero of their row are rejected, and the kept
+        # ones weighted so that they stand for all of the row's zeros.
+        # Targets: scale * value in the dtype numpy's product would have.
+        single = np.result_type(X.data.dtype, scale.dtype) == np.float32
+        n_pairs = _k.reconstruction_pairs(X.data, X.indices, X.indptr, rows,
+                                          scale.astype(np.float64), single, nnz, n_draw,
+                                          draws, n_features, pair_row, pair_col, target,
+                                          weight, indptr)
+        return (pair_row[:n_pairs], pair_col[:n_pairs],
+                target[:n_pairs].astype(self.dtype, copy=False), weight[:n_pairs], indptr)
 
     def step(self, X, rows, scale, y, sample_weight, hp, n_threads):
         """One step on the sampled reconstruction loss (``y`` is ignored)."""

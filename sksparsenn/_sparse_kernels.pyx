@@ -23,6 +23,8 @@ the number of non-zeros in the rows it is given, never to ``n_features``.
 * :func:`sampled_dot`, :func:`sampled_backward`: the autoencoder's decoder
   at sampled (row, column) pairs: the outputs, and the outputs with the
   loss's deltas and the backward product in one read of its rows.
+* :func:`row_nonzeros`, :func:`reconstruction_pairs`: the autoencoder's
+  sampled (row, column) pairs of a batch, from its rows and the draws.
 
 Determinism: every output element is a sum taken in a fixed order (the order
 of the non-zeros in the batch), and each element is written by exactly one
@@ -1196,3 +1198,111 @@ def sampled_backward(
     if group:
         return feat_a[:n_feat[0]], off_a[:n_feat[0] + 1], prow_a, pval_a
     return None
+
+
+def row_nonzeros(
+    const floating[::1] data,      # IN  (nnz,)
+    const index_t[::1] indptr,     # IN  (n_samples + 1,)
+    const int64_t[::1] rows,       # IN  (n_rows,) row numbers of the batch
+    int64_t[::1] nnz,              # OUT (n_rows,) stored values that are not 0
+):
+    """The number of non-zero stored values of each of the batch's rows."""
+    cdef Py_ssize_t i, k, c
+    if nnz.shape[0] != rows.shape[0]:
+        raise ValueError("nnz must have one entry per row of the batch")
+    with nogil:
+        for i in range(rows.shape[0]):
+            c = 0
+            for k in range(indptr[rows[i]], indptr[rows[i] + 1]):
+                if data[k] != 0:
+                    c = c + 1
+            nnz[i] = c
+
+
+def reconstruction_pairs(
+    const floating[::1] data,      # IN  (nnz,)
+    const index_t[::1] indices,    # IN  (nnz,) sorted within each row
+    const index_t[::1] indptr,     # IN  (n_samples + 1,)
+    const int64_t[::1] rows,       # IN  (n_rows,) row numbers of the batch
+    const double[::1] scale,       # IN  (n_rows,) row scale of each batch row
+    bint single,                   # round the targets to float32 (see below)
+    const int64_t[::1] nnz,        # IN  (n_rows,) from row_nonzeros
+    const int64_t[::1] n_draw,     # IN  (n_rows,) draws of each row
+    const int64_t[::1] draws,      # IN  (sum(n_draw),) drawn columns, row after row
+    Py_ssize_t n_features,
+    int64_t[::1] pair_row,         # OUT (>= sum(nnz) + sum(n_draw),)
+    int64_t[::1] pair_col,         # OUT
+    double[::1] target,            # OUT
+    double[::1] weight,            # OUT
+    int64_t[::1] pair_indptr,      # OUT (n_rows + 1,)
+):
+    """The autoencoder's (row, column) pairs of one step, row after row.
+
+    Row i's pairs are its non-zero stored values (target ``scale[i] *
+    value``, weight 1) in column order, then its draws that do not hit a
+    non-zero of the row (found by binary search among the row's sorted
+    columns), target 0, each weighted ``(n_features - nnz[i]) / accepted``.
+    Returns the number of pairs; ``pair_indptr`` delimits each row's.
+
+    The targets are products taken in double; with ``single`` (values and
+    scales both float32) they are rounded to float32, which is numpy's
+    float32 product: the product of two float32 numbers is exact in double.
+    """
+    cdef Py_ssize_t n_rows = rows.shape[0], i, k, k0, k1, lo, hi, mid, d, d0 = 0
+    cdef Py_ssize_t pos = 0, first, acc
+    cdef int64_t c
+    cdef double w
+    cdef Py_ssize_t room = 0
+    if (nnz.shape[0] != n_rows or n_draw.shape[0] != n_rows or scale.shape[0] != n_rows
+            or pair_indptr.shape[0] != n_rows + 1):
+        raise ValueError("nnz, n_draw and scale must have one entry per row of the batch, "
+                         "pair_indptr one more")
+    for i in range(n_rows):
+        room += nnz[i] + n_draw[i]
+        d0 += n_draw[i]
+    if draws.shape[0] != d0:
+        raise ValueError("draws must hold sum(n_draw) columns")
+    if (pair_row.shape[0] < room or pair_col.shape[0] < room or target.shape[0] < room
+            or weight.shape[0] < room):
+        raise ValueError("the pair arrays must have room for every non-zero and draw")
+    d0 = 0
+    with nogil:
+        pair_indptr[0] = 0
+        for i in range(n_rows):
+            k0 = indptr[rows[i]]
+            k1 = indptr[rows[i] + 1]
+            for k in range(k0, k1):
+                if data[k] != 0:
+                    pair_row[pos] = i
+                    pair_col[pos] = indices[k]
+                    target[pos] = <double> data[k] * scale[i]
+                    if single:
+                        target[pos] = <double> (<float> target[pos])
+                    weight[pos] = 1.0
+                    pos = pos + 1
+            first = pos
+            for d in range(d0, d0 + n_draw[i]):
+                c = draws[d]
+                if k1 > k0:
+                    # The last stored column <= c, by a binary search without
+                    # branches (the draws are random: a branch per step
+                    # would be mispredicted half the time).
+                    lo = k0
+                    hi = k1 - k0
+                    while hi > 1:
+                        mid = hi // 2
+                        lo = lo + mid if indices[lo + mid] <= c else lo
+                        hi = hi - mid
+                    if indices[lo] == c and data[lo] != 0:
+                        continue  # a non-zero of the row: rejected
+                pair_row[pos] = i
+                pair_col[pos] = c
+                target[pos] = 0
+                pos = pos + 1
+            d0 = d0 + n_draw[i]
+            acc = pos - first
+            w = (<double> (n_features - nnz[i]) / <double> acc) if acc > 0 else 0.0
+            for k in range(first, pos):
+                weight[k] = w
+            pair_indptr[i + 1] = pos
+    return pos

@@ -71,6 +71,65 @@ def test_sampled_pairs_cover_nonzeros_and_only_zeros():
     assert (net._slot_map() == -1).all()  # the rejection's marks are cleared
 
 
+def _sample_pairs_numpy(net, X, rows, scale):
+    """sample_pairs in plain numpy: the batch's non-zeros as (row, column)
+    keys, the draws made by the same generator call, the draws that hit a
+    key rejected, both lists merged by a stable sort on the row."""
+    n_features, n_rows = X.shape[1], rows.shape[0]
+    lens = np.diff(X.indptr)[rows]
+    src = np.concatenate([np.arange(X.indptr[r], X.indptr[r + 1]) for r in rows]
+                         + [np.zeros(0, dtype=np.int64)]).astype(np.int64)
+    batch_pos = np.repeat(np.arange(n_rows, dtype=np.int64), lens)
+    values = X.data[src]
+    keep = values != 0
+    nz_row, nz_col = batch_pos[keep], X.indices[src[keep]].astype(np.int64)
+    nz_target = values[keep] * scale[nz_row]
+    nnz = np.bincount(nz_row, minlength=n_rows)
+    n_zero = n_features - nnz
+    n_draw = np.where(n_zero > 0, np.maximum(1, np.ceil(net.zero_sampling * nnz)), 0)
+    cand_row = np.repeat(np.arange(n_rows, dtype=np.int64), n_draw.astype(np.int64))
+    cand_col = net.sample_rng.integers(0, n_features, size=cand_row.shape[0])
+    nz_keys = nz_row * n_features + nz_col
+    cand_keys = cand_row * n_features + cand_col
+    if nz_keys.shape[0]:
+        pos = np.minimum(np.searchsorted(nz_keys, cand_keys), nz_keys.shape[0] - 1)
+        accept = nz_keys[pos] != cand_keys
+        cand_row, cand_col = cand_row[accept], cand_col[accept]
+    n_accepted = np.bincount(cand_row, minlength=n_rows)
+    weight_of_row = np.divide(n_zero, n_accepted, out=np.zeros(n_rows), where=n_accepted > 0)
+    pair_row = np.concatenate([nz_row, cand_row])
+    order = np.argsort(pair_row, kind="stable")
+    target = np.concatenate([nz_target, np.zeros(cand_row.shape[0], net.dtype)])[order]
+    weight = np.concatenate([np.ones(nz_row.shape[0]), weight_of_row[cand_row]])[order]
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(pair_row, minlength=n_rows))])
+    return (pair_row[order], np.concatenate([nz_col, cand_col])[order],
+            target.astype(net.dtype), weight, indptr)
+
+
+@pytest.mark.parametrize("x_dtype, scale_dtype, net_dtype", [
+    (np.float64, np.float64, np.float64), (np.float32, np.float32, np.float32),
+    (np.float32, np.float32, np.float64), (np.float32, np.float64, np.float32)])
+def test_sample_pairs_equal_the_numpy_reference(x_dtype, scale_dtype, net_dtype):
+    """Identical arrays to the numpy version, batch after batch (the draws
+    continue one generator): explicit zeros, an empty row, a full row, a row
+    twice, draws that hit non-zeros (few columns, high zero_sampling), and
+    the dtypes numpy's product would give the targets."""
+    rng = np.random.default_rng(4)
+    X = _data(seed=1, n_rows=40, n_features=25).astype(x_dtype)
+    X.data[::7] = 0  # explicit zeros: columns that may be drawn
+    nets = [SparseAutoencoderNetwork([X.shape[1], 3], "relu", "adam", net_dtype,
+                                     np.random.RandomState(0), 4.0, zero_sampling=3.0)
+            for _ in range(2)]
+    scale = rng.uniform(0.5, 2.0, X.shape[0]).astype(scale_dtype)
+    for rows in ([2, 5, 0, 7, 7], list(range(40)), [5], [3, 11, 2]):
+        rows = np.array(rows, dtype=np.int64)
+        got = nets[0].sample_pairs(X, rows, scale[rows])
+        expected = _sample_pairs_numpy(nets[1], X, rows, scale[rows])
+        for name, a, b in zip(["pair_row", "pair_col", "target", "weight", "indptr"],
+                              got, expected):
+            np.testing.assert_array_equal(a, b, err_msg=name, strict=True)
+
+
 @pytest.mark.parametrize("row_scaling", ["none", "l2"])
 def test_sampled_loss_is_unbiased(row_scaling):
     """Averaged over draws, the sampled loss is the full reconstruction loss."""

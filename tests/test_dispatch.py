@@ -129,6 +129,17 @@ def _run_all_kernels(K, dtype, index_dtype, width):
                                   pair_col[order], target, coef, diff, delta, dA, 2,
                                   slot=np.full(n_features, -1, dtype=np.int64), lazy_logp=logp,
                                   lazy_acc=acc, logp_now=0.5, acc_now=2e-3)
+    nnz = np.empty(rows.shape[0], dtype=np.int64)
+    K.row_nonzeros(X.data, X.indptr, rows, nnz)
+    n_draw = nnz + 1
+    draws = rng.integers(0, n_features, int(n_draw.sum()))
+    draws[::5] = X.indices[X.indptr[rows[0]]]  # some hit a non-zero of row 0
+    room = int((nnz + n_draw).sum())
+    pairs = [np.empty(room, dtype=np.int64), np.empty(room, dtype=np.int64), np.empty(room),
+             np.empty(room), np.empty(rows.shape[0] + 1, dtype=np.int64)]
+    n = K.reconstruction_pairs(X.data, X.indices, X.indptr, rows, scale.astype(np.float64),
+                               dtype == np.float32, nnz, n_draw, draws, n_features, *pairs)
+    out["reconstruction_pairs"] = tuple(a[:n] for a in pairs[:4]) + (pairs[4], nnz)
     out["sampled_backward"] = (diff, delta, dA, dec_plan[0], dec_plan[1],
                                dec_plan[2][:dec_plan[1][-1]], dec_plan[3][:dec_plan[1][-1]])
     delta = rng.standard_normal(Z.shape).astype(dtype)
