@@ -734,8 +734,9 @@ class SparseAutoencoderNetwork(SparseNetwork):
         Returns ``(pair_row, pair_col, target, weight, indptr)``, grouped by
         batch position (``indptr`` delimits each row's pairs): first the row's
         non-zero columns (target: the scaled value, weight 1), then its
-        sampled zero columns (target 0, importance weight). X must have
-        sorted indices (as the estimators ensure).
+        sampled zero columns (target 0, importance weight). X must be
+        canonical: sorted indices without duplicates (as the estimators
+        ensure).
         """
         n_features = self.layer_units[0]
         n_rows = rows.shape[0]
@@ -745,7 +746,7 @@ class SparseAutoencoderNetwork(SparseNetwork):
         n_draw = np.where(n_zero > 0, np.maximum(1, np.ceil(self.zero_sampling * nnz)), 0)
         n_draw = n_draw.astype(np.int64)
         draws = self.sample_rng.integers(0, n_features, size=int(n_draw.sum()))
-        room = max(int(nnz.sum() + n_draw.sum()), 1)
+        room = max(int((X.indptr[rows + 1] - X.indptr[rows]).sum() + n_draw.sum()), 1)
         pair_row = np.empty(room, dtype=np.int64)
         pair_col = np.empty(room, dtype=np.int64)
         target = np.empty(room)

@@ -1221,7 +1221,7 @@ def row_nonzeros(
 
 def reconstruction_pairs(
     const floating[::1] data,      # IN  (nnz,)
-    const index_t[::1] indices,    # IN  (nnz,) sorted within each row
+    const index_t[::1] indices,    # IN  (nnz,) sorted within each row, no duplicates
     const index_t[::1] indptr,     # IN  (n_samples + 1,)
     const int64_t[::1] rows,       # IN  (n_rows,) row numbers of the batch
     const double[::1] scale,       # IN  (n_rows,) row scale of each batch row
@@ -1230,7 +1230,7 @@ def reconstruction_pairs(
     const int64_t[::1] n_draw,     # IN  (n_rows,) draws of each row
     const int64_t[::1] draws,      # IN  (sum(n_draw),) drawn columns, row after row
     Py_ssize_t n_features,
-    int64_t[::1] pair_row,         # OUT (>= sum(nnz) + sum(n_draw),)
+    int64_t[::1] pair_row,         # OUT (>= the rows' stored values + sum(n_draw),)
     int64_t[::1] pair_col,         # OUT
     double[::1] target,            # OUT
     double[::1] weight,            # OUT
@@ -1257,8 +1257,8 @@ def reconstruction_pairs(
             or pair_indptr.shape[0] != n_rows + 1):
         raise ValueError("nnz, n_draw and scale must have one entry per row of the batch, "
                          "pair_indptr one more")
-    for i in range(n_rows):
-        room += nnz[i] + n_draw[i]
+    for i in range(n_rows):  # room for every stored value, whatever nnz says
+        room += indptr[rows[i] + 1] - indptr[rows[i]] + n_draw[i]
         d0 += n_draw[i]
     if draws.shape[0] != d0:
         raise ValueError("draws must hold sum(n_draw) columns")

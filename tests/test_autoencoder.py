@@ -106,17 +106,22 @@ def _sample_pairs_numpy(net, X, rows, scale):
             target.astype(net.dtype), weight, indptr)
 
 
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
 @pytest.mark.parametrize("x_dtype, scale_dtype, net_dtype", [
     (np.float64, np.float64, np.float64), (np.float32, np.float32, np.float32),
     (np.float32, np.float32, np.float64), (np.float32, np.float64, np.float32)])
-def test_sample_pairs_equal_the_numpy_reference(x_dtype, scale_dtype, net_dtype):
+def test_sample_pairs_equal_the_numpy_reference(x_dtype, scale_dtype, net_dtype, index_dtype):
     """Identical arrays to the numpy version, batch after batch (the draws
     continue one generator): explicit zeros, an empty row, a full row, a row
     twice, draws that hit non-zeros (few columns, high zero_sampling), and
     the dtypes numpy's product would give the targets."""
     rng = np.random.default_rng(4)
     X = _data(seed=1, n_rows=40, n_features=25).astype(x_dtype)
-    X.data[::7] = 0  # explicit zeros: columns that may be drawn
+    X.indices, X.indptr = X.indices.astype(index_dtype), X.indptr.astype(index_dtype)
+    explicit = np.arange(X.nnz) % 7 == 0
+    explicit[X.indptr[2]:X.indptr[3]] = False  # row 2 stays full: nothing to draw
+    X.data[explicit] = 0  # explicit zeros: columns that may be drawn
+    assert np.count_nonzero(X[2].toarray()) == X.shape[1]
     nets = [SparseAutoencoderNetwork([X.shape[1], 3], "relu", "adam", net_dtype,
                                      np.random.RandomState(0), 4.0, zero_sampling=3.0)
             for _ in range(2)]

@@ -134,7 +134,7 @@ def _run_all_kernels(K, dtype, index_dtype, width):
     n_draw = nnz + 1
     draws = rng.integers(0, n_features, int(n_draw.sum()))
     draws[::5] = X.indices[X.indptr[rows[0]]]  # some hit a non-zero of row 0
-    room = int((nnz + n_draw).sum())
+    room = int((np.diff(X.indptr)[rows] + n_draw).sum())  # every stored value and draw
     pairs = [np.empty(room, dtype=np.int64), np.empty(room, dtype=np.int64), np.empty(room),
              np.empty(room), np.empty(rows.shape[0] + 1, dtype=np.int64)]
     n = K.reconstruction_pairs(X.data, X.indices, X.indptr, rows, scale.astype(np.float64),
