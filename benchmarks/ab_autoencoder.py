@@ -39,6 +39,7 @@ import time
 
 import numpy as np
 
+from profile_step import interleaved_epochs, print_epochs
 from sksparsenn import _network as N
 from sksparsenn.datasets import make_sparse_regression
 
@@ -77,14 +78,7 @@ def step_a(net, X, rows, scale, hp, n_threads, arrangement):
     else:
         dec_plan = K.sparse_forward(delta, pair_col, indptr, batch, unit, Wd, zeros, dA,
                                     n_threads, slot=net._slot_map(), **marks)
-    N.DERIVATIVES[net.activation](code, dA)
-    D1, grads = net.backprop(activations, dA)
-    step_lr = net._next_step_lr(hp)
-    net._lazy_update(dec_plan, code, Wd, [s[0] for s in net.decoder_state], step_lr, hp,
-                     n_threads, marks=marks)
-    net._lazy_update(dec_plan, np.ones((n_rows, 1), net.dtype), bd,
-                     [s[1] for s in net.decoder_state], step_lr, hp, n_threads)
-    net._update(plan, D1, grads, step_lr, penalties, hp, n_threads)
+    net._backprop_and_update(activations, dA, plan, dec_plan, marks, penalties, hp, n_threads)
     return loss
 
 
@@ -154,36 +148,24 @@ def main():
     print(f"{X.shape[0]:,} rows x {X.shape[1]:,} features; autoencoder, code {args.hidden}, "
           f"solver={args.solver}, alpha={args.alpha:g}, zero_sampling={args.zero_sampling:g}, "
           f"{args.threads} thread(s); A: {args.a}, B: the step as it is")
-    coin = np.random.RandomState(1)
-    with N.blas_threads_limit(net.layer_units, 256):
-        for epoch in range(args.epochs):
-            T = np.zeros((2, 2))   # arrangement, heavy
-            C = np.zeros((2, 2))
-            order = rng.permutation(X.shape[0]).astype(np.int64)
-            for start in range(0, X.shape[0], 256):
-                rows = order[start:start + 256]
-                heavy = int((lens[rows] > 4096).any())
-                b = coin.randint(2)
-                if timed is not None:
-                    timed.on = bool(b and not heavy and epoch == args.epochs - 1)
-                t0 = time.perf_counter()
-                if b:
-                    net.step(X, rows, scale[rows], None, None, hp, args.threads)
-                else:
-                    step_a(net, X, rows, scale[rows], hp, args.threads, args.a)
-                T[b, heavy] += time.perf_counter() - t0
-                C[b, heavy] += 1
 
-    if (C == 0).any():
-        raise SystemExit("one arrangement drew no batch of one kind: use more --n-samples")
+    def step(b, rows, heavy, last):
+        if timed is not None:
+            timed.on = bool(b and not heavy and last)
+        t0 = time.perf_counter()
+        if b:
+            net.step(X, rows, scale[rows], None, None, hp, args.threads)
+        else:
+            step_a(net, X, rows, scale[rows], hp, args.threads, args.a)
+        return time.perf_counter() - t0
+
+    with N.blas_threads_limit(net.layer_units, 256):
+        T, C = interleaved_epochs(X.shape[0], lens, rng, args.epochs, step)
     for h, kind in ((0, "ordinary"), (1, "with an almost-full row")):
         a, b = 1e3 * T[:, h] / C[:, h]
         print(f"batches {kind}: {C[0, h]:.0f} on A, {C[1, h]:.0f} on B; "
               f"ms per step A / B: {a:.2f} / {b:.2f} ({b / a:.3f})")
-    n = C.sum(axis=0)
-    epoch = [sum(T[i, h] / C[i, h] * n[h] for h in (0, 1)) for i in (0, 1)]
-    print(f"epoch from the per-batch means: A {epoch[0]:.2f} s, B {epoch[1]:.2f} s, "
-          f"B/A {epoch[1] / epoch[0]:.3f}")
+    print_epochs(T, C)
     if timed is not None:
         print(f"B, ms per ordinary step ({1e3 * T[1, 0] / C[1, 0]:.2f} in all):")
         for name, sec in sorted(timed.seconds.items(), key=lambda kv: -kv[1]):

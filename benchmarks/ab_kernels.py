@@ -35,11 +35,9 @@ means add up to.
 """
 
 import argparse
-import time
 
-import numpy as np
-
-from profile_step import PHASES, SEPARABLE, load_kernels, setup, timed_step
+from profile_step import (PHASES, SEPARABLE, interleaved_epochs, load_kernels, print_epochs,
+                          setup, timed_step)
 from sksparsenn import _network as N
 
 
@@ -80,27 +78,18 @@ def main():
         print(f"{name}: {k.__file__} ({k.INSTRUCTION_SET})")
 
     X, y, lens, net, scale, hp, rng = setup(args)
-    coin = np.random.RandomState(1)
     print(f"{X.shape[0]:,} rows x {X.shape[1]:,} features; solver={args.solver}, "
           f"threads A {threads[0]}, B {threads[1]}, alpha={args.alpha:g}"
           + "".join(f"; {name} runs on their own: {', '.join(parts)}"
                     for name, parts in (("A", args.a_separate), ("B", args.b_separate)) if parts))
-    with N.blas_threads_limit(net.layer_units, 256):
-        for epoch in range(args.epochs):
-            T = np.zeros((2, 2, len(PHASES)))   # build, heavy, phase
-            C = np.zeros((2, 2))
-            order = rng.permutation(X.shape[0]).astype(np.int64)
-            for start in range(0, X.shape[0], 256):
-                rows = order[start:start + 256]
-                heavy = int((lens[rows] > 4096).any())
-                b = coin.randint(2)
-                N._k = builds[b]
-                T[b, heavy] += timed_step(net, X, y, rows, scale, hp, threads[b],
-                                          (args.a_separate, args.b_separate)[b])[0]
-                C[b, heavy] += 1
 
-    if (C == 0).any():
-        raise SystemExit("one build drew no batch of one kind: use more --n-samples")
+    def step(b, rows, heavy, last):
+        N._k = builds[b]
+        return timed_step(net, X, y, rows, scale, hp, threads[b],
+                          (args.a_separate, args.b_separate)[b])[0]
+
+    with N.blas_threads_limit(net.layer_units, 256):
+        T, C = interleaved_epochs(X.shape[0], lens, rng, args.epochs, step, (len(PHASES),))
     for h, kind in ((0, "ordinary"), (1, "with an almost-full row")):
         print(f"batches {kind}: {C[0, h]:.0f} on A, {C[1, h]:.0f} on B; ms per batch A / B (B/A)")
         for k, phase in enumerate(PHASES + ["total"]):
@@ -108,10 +97,7 @@ def main():
             b = T[1, h].sum() if phase == "total" else T[1, h, k]
             a, b = 1e3 * a / C[0, h], 1e3 * b / C[1, h]
             print(f"  {phase:15s} {a:8.3f} / {b:8.3f}  ({b / a:.3f})")
-    n = C.sum(axis=0)
-    epoch = [sum(T[i, h].sum() / C[i, h] * n[h] for h in (0, 1)) for i in (0, 1)]
-    print(f"epoch from the per-batch means: A {epoch[0]:.2f} s, B {epoch[1]:.2f} s, "
-          f"B/A {epoch[1] / epoch[0]:.3f}")
+    print_epochs(T, C)
 
 
 if __name__ == "__main__":

@@ -121,6 +121,42 @@ def timed_step(net, X, y, rows, scale, hp, threads, separate=()):
     return (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4), plan[0].shape[0]
 
 
+def interleaved_epochs(n_rows, lens, rng, epochs, step, shape=()):
+    """Run ``epochs`` epochs of 256-row batches (a new order from ``rng``
+    each), drawing for each batch, from a coin seeded with 1, which of two
+    arms A (0) and B (1) runs it: ``step(arm, rows, heavy, last_epoch)``
+    returns the batch's seconds (an array of ``shape``, e.g. per phase).
+
+    Returns the last epoch's seconds ``T`` (arm, heavy, *shape) and batch
+    counts ``C`` (arm, heavy); heavy batches hold a row with more than
+    4,096 stored values. Both arms see the same machine state over the same
+    epoch, so the drift of a shared machine cancels out of their ratio.
+    """
+    coin = np.random.RandomState(1)
+    for epoch in range(epochs):
+        T = np.zeros((2, 2) + tuple(shape))
+        C = np.zeros((2, 2))
+        order = rng.permutation(n_rows).astype(np.int64)
+        for start in range(0, n_rows, 256):
+            rows = order[start:start + 256]
+            heavy = int((lens[rows] > 4096).any())
+            arm = coin.randint(2)
+            T[arm, heavy] += step(arm, rows, heavy, epoch == epochs - 1)
+            C[arm, heavy] += 1
+    if (C == 0).any():
+        raise SystemExit("one arm drew no batch of one kind: use more --n-samples")
+    return T, C
+
+
+def print_epochs(T, C):
+    """The epoch time each arm's per-batch means add up to, and their ratio."""
+    n = C.sum(axis=0)
+    totals = T.reshape(2, 2, -1).sum(axis=2)
+    epoch = [sum(totals[i, h] / C[i, h] * n[h] for h in (0, 1)) for i in (0, 1)]
+    print(f"epoch from the per-batch means: A {epoch[0]:.2f} s, B {epoch[1]:.2f} s, "
+          f"B/A {epoch[1] / epoch[0]:.3f}")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--n-samples", type=int, default=40_000)

@@ -37,8 +37,8 @@ as if caught up and the update kernel writes the catch-up in the same pass
 as the step (``catch_up_rows``' arithmetic inside ``sparse_forward`` and
 ``sparse_update``), so the catch-up costs no pass over the rows of its own.
 The autoencoder's decoder rows are lazy the same way (``sampled_backward``
-reads them as if caught up). ``flush_regularization`` brings every row up to date before the weights are
-read from outside.
+reads them as if caught up). ``flush_regularization`` brings every row up to
+date before the weights are read from outside.
 """
 
 import contextlib
@@ -797,18 +797,30 @@ class SparseAutoencoderNetwork(SparseNetwork):
         loss = objective / self.layer_units[0]  # per output column, as the regressor's
         if not np.isfinite(loss):
             return loss
+        if not self._backprop_and_update(activations, dA, plan, dec_plan, marks, penalties, hp,
+                                         n_threads):
+            return float("nan")  # before any update: the weights stay finite
+        return loss
+
+    def _backprop_and_update(self, activations, dA, plan, dec_plan, marks, penalties, hp,
+                             n_threads):
+        """The step from the gradient w.r.t. the code ``dA`` on: the encoder's
+        backward pass, then the decoder's update (``dec_plan``, with its
+        ``marks``) and every other one. Returns False, before any update, when
+        a gradient is not finite."""
+        code = activations[-1]
         DERIVATIVES[self.activation](code, dA)
         D1, grads = self.backprop(activations, dA)
         if not _all_finite(D1, grads):
-            return float("nan")  # before any update: the weights stay finite
+            return False
         step_lr = self._next_step_lr(hp)
-
-        self._lazy_update(dec_plan, code, Wd, [s[0] for s in self.decoder_state], step_lr, hp,
-                          n_threads, marks=marks)
-        self._lazy_update(dec_plan, np.ones((n_rows, 1), self.dtype), bd,
-                          [s[1] for s in self.decoder_state], step_lr, hp, n_threads)
+        self._lazy_update(dec_plan, code, self.decoder_coef, [s[0] for s in self.decoder_state],
+                          step_lr, hp, n_threads, marks=marks)
+        self._lazy_update(dec_plan, np.ones((code.shape[0], 1), self.dtype),
+                          self.decoder_intercept, [s[1] for s in self.decoder_state], step_lr,
+                          hp, n_threads)
         self._update(plan, D1, grads, step_lr, penalties, hp, n_threads)
-        return loss
+        return True
 
     def _decoder_marks(self, pair_col, indptr, n_threads):
         """Keyword arguments that make the decoder's kernels catch its rows up
