@@ -997,10 +997,10 @@ cdef int _check_pairs(const int64_t[::1] pair_col, Py_ssize_t n_features) except
     return 0
 
 
-cdef inline const floating* _pair_row(const floating[:, ::1] W, Py_ssize_t j,
-                                      Py_ssize_t j_next, floating* buf, const double* lp,
-                                      const double* la, double logp_now,
-                                      double acc_now) noexcept nogil:
+cdef inline const floating* _caught_up_row(const floating[:, ::1] W, Py_ssize_t j,
+                                           Py_ssize_t j_next, floating* buf, const double* lp,
+                                           const double* la, double logp_now,
+                                           double acc_now) noexcept nogil:
     """Row j of W as if its pending lazy regularisation had been applied
     (``catch_up_rows``' arithmetic): W's own row when nothing is pending,
     else a caught-up copy in ``buf`` (H values). Asks for row ``j_next``
@@ -1072,8 +1072,9 @@ def sampled_dot(
         row = &buf[omp_get_thread_num(), 0]
         for k in prange(n_pairs, schedule='static'):
             j = pair_col[k]
-            w = _pair_row(W, j, pair_col[k + _PREFETCH_AHEAD] if k + _PREFETCH_AHEAD < n_pairs
-                          else -1, row, lp, la, logp_now, acc_now)
+            w = _caught_up_row(W, j, pair_col[k + _PREFETCH_AHEAD]
+                               if k + _PREFETCH_AHEAD < n_pairs else -1,
+                               row, lp, la, logp_now, acc_now)
             out[k] = _dot(&A[pair_row[k], 0], w, H) + bias[j]
 
 
@@ -1178,8 +1179,9 @@ def sampled_backward(
             k1 = items[t, 2]
             for k in range(items[t, 1], k1):
                 j = pair_col[k]
-                w = _pair_row(W, j, pair_col[k + _PREFETCH_AHEAD] if k + _PREFETCH_AHEAD < k1
-                              else -1, row, lp, la, logp_now, acc_now)
+                w = _caught_up_row(W, j, pair_col[k + _PREFETCH_AHEAD]
+                                   if k + _PREFETCH_AHEAD < k1 else -1,
+                                   row, lp, la, logp_now, acc_now)
                 d = _dot(a, w, H) + bias[j] - target[k]
                 diff[k] = d
                 d = coef[k] * d
@@ -1193,7 +1195,7 @@ def sampled_backward(
     with nogil:
         _sum_partials(dA, partial, heavy, ones, zeros, n_threads)
         if group:
-            for p in range(offsets[n_feat[0]] if n_feat[0] > 0 else 0):
+            for p in range(offsets[n_feat[0]]):  # offsets[0] is 0
                 pair_val[p] = delta[pair_src[p]]
     if group:
         return feat_a[:n_feat[0]], off_a[:n_feat[0] + 1], prow_a, pval_a
