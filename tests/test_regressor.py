@@ -990,7 +990,10 @@ def test_empty_rows(data):
         # every empty row gets the same prediction, that of an all-zero row
         empty = pred[::3]
         assert_array_equal(empty, np.broadcast_to(empty[0], empty.shape))
-        assert_array_equal(empty[0], est.predict(sp.csr_matrix((1, N_FEATURES)))[0])
+        # A one-row call goes through other BLAS kernels than a many-row
+        # call, which may round the float32 dense layers differently.
+        assert_allclose(empty[0], est.predict(sp.csr_matrix((1, N_FEATURES)))[0],
+                        rtol=1e-6, atol=1e-6 * np.abs(empty[0]).max())
 
 
 def test_no_hidden_layer_and_int_hidden_layer_size(data):
@@ -1202,7 +1205,10 @@ def test_predict_many_rows_equals_predict_in_pieces(data, dtype, rtol):
     whole = est.predict(X_big)
     assert whole.shape == (10_000, 3)
     pieces = np.vstack([est.predict(X_big[i:i + 7]) for i in range(0, 10_000, 7)])
-    assert_allclose(whole, pieces, rtol=rtol, atol=rtol * 1e-3)
+    # BLAS may sum the dense layers in another order for 7 rows than for
+    # 10,000, a rounding of the order of the terms, not of their sum: an
+    # output near 0 differs by that much in absolute terms.
+    assert_allclose(whole, pieces, rtol=rtol, atol=rtol * np.abs(whole).max())
 
 
 # --------------------------------------------------------------------------- #
