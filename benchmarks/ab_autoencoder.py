@@ -16,10 +16,13 @@ same epoch, so the drift of a shared machine cancels out of their ratio.
   the step's pairs catch up with their pending decay in a pass of their own
   (``catch_up_rows``), and the pairs are grouped on one thread after the
   backward product (``batch_transpose``).
+* ``separate-bias``: B's step, except that the decoder's output biases are
+  updated by a ``sparse_update`` call of their own after the decoder's
+  weights, instead of in the same pass.
 
-The arrangements give the same results, except that in A a decoder row
-whose pairs all have a zero delta is not updated, and in B it is (with a
-zero gradient): the trajectories differ by that only. Prints the ms per
+The arrangements give the same results, except that in the first two a
+decoder row whose pairs all have a zero delta is not updated, and in B it
+is (with a zero gradient): the trajectories differ by that only. Prints the ms per
 step, ordinary batches and batches with an almost-full row apart, and the
 epoch time each arrangement's per-batch means add up to. With ``--phases``,
 also the ms per ordinary step that B spends in each kernel (and in
@@ -36,6 +39,7 @@ of 100, ``row_scaling='sqrt'``, ``zero_sampling=1.0``).
 import argparse
 import collections
 import time
+import types
 
 import numpy as np
 
@@ -43,11 +47,27 @@ from profile_step import interleaved_epochs, print_epochs
 from sksparsenn import _network as N
 from sksparsenn.datasets import make_sparse_regression
 
-ARRANGEMENTS = ["separate-backward", "separate-catch-up"]
+ARRANGEMENTS = ["separate-backward", "separate-catch-up", "separate-bias"]
+
+
+def _lazy_update_bias_apart(net, plan, D, W, states, step_lr, hp, n_threads, max_norm=0.0,
+                            marks=None, bias=None, bias_states=None):
+    """``_lazy_update`` with the biases updated by a call of their own."""
+    lazy_update = type(net)._lazy_update
+    lazy_update(net, plan, D, W, states, step_lr, hp, n_threads, max_norm, marks)
+    if bias is not None:
+        lazy_update(net, plan, np.ones((D.shape[0], 1), net.dtype), bias, bias_states,
+                    step_lr, hp, n_threads)
 
 
 def step_a(net, X, rows, scale, hp, n_threads, arrangement):
     """One step with the decoder in an earlier arrangement (see above)."""
+    if arrangement == "separate-bias":
+        net._lazy_update = types.MethodType(_lazy_update_bias_apart, net)
+        try:
+            return net.step(X, rows, scale, None, None, hp, n_threads)
+        finally:
+            del net._lazy_update
     K = N._k
     penalties = net._penalties(rows, None, hp)
     activations, plan, n_threads = net._forward_and_plan(X, rows, scale, n_threads)

@@ -563,19 +563,25 @@ class SparseNetwork:
         return hp["lr"]
 
     def _lazy_update(self, plan, D, W, states, step_lr, hp, n_threads, max_norm=0.0,
-                     marks=None):
+                     marks=None, bias=None, bias_states=None):
         """Fused gradient and optimizer update of the plan's rows of W.
 
         ``states`` are W's optimizer state arrays (two for Adam, one otherwise).
         ``marks``: keyword arguments of ``_lazy_marks``, to apply the rows'
-        pending regularisation first, in the same pass.
+        pending regularisation first, in the same pass. ``bias``: an
+        (n_features, 1) array of one bias per row of W, with its state arrays
+        ``bias_states``, updated in the same pass (see ``sparse_update``).
         """
         s1 = states[0]
         s2 = states[1] if self.solver == "adam" else s1
+        extra = dict(marks or {})
+        if bias is not None:
+            extra.update(bias=bias[:, 0], bias_state1=bias_states[0][:, 0],
+                         bias_state2=bias_states[-1][:, 0])
         _k.sparse_update(
             *plan, D, W, s1, s2,
             SOLVERS[self.solver], step_lr, hp["beta_1"], hp["beta_2"], hp["epsilon"],
-            hp["momentum"], hp["nesterov"], n_threads, max_norm, **(marks or {}),
+            hp["momentum"], hp["nesterov"], n_threads, max_norm, **extra,
         )
 
     def _update_dense_layers(self, grads, step_lr, decay, hp):
@@ -815,10 +821,8 @@ class SparseAutoencoderNetwork(SparseNetwork):
             return False
         step_lr = self._next_step_lr(hp)
         self._lazy_update(dec_plan, code, self.decoder_coef, [s[0] for s in self.decoder_state],
-                          step_lr, hp, n_threads, marks=marks)
-        self._lazy_update(dec_plan, np.ones((code.shape[0], 1), self.dtype),
-                          self.decoder_intercept, [s[1] for s in self.decoder_state], step_lr,
-                          hp, n_threads)
+                          step_lr, hp, n_threads, marks=marks, bias=self.decoder_intercept,
+                          bias_states=[s[1] for s in self.decoder_state])
         self._update(plan, D1, grads, step_lr, penalties, hp, n_threads)
         return True
 

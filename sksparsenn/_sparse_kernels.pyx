@@ -763,6 +763,57 @@ cdef int _mark_pointers(const double[::1] lazy_logp, const double[::1] lazy_acc,
     return 0
 
 
+cdef inline void _solver_row(
+    floating* w,                 # IN/OUT (H,)
+    const floating* g,           # IN  (H,) the row's gradient
+    floating* s1,                # IN/OUT (H,) or (1,) for row-wise Adagrad
+    floating* s2,                # IN/OUT (H,) Adam's v
+    Py_ssize_t H,
+    int solver,
+    floating cu,                 # pending L2 decay factor (1: none)
+    floating f_lr,
+    floating f_b1,
+    floating f_b2,
+    floating f_eps,
+    floating f_mom,
+    bint nesterov,
+) noexcept nogil:
+    """The solver's update of one row ``w`` with gradient ``g`` (see
+    ``sparse_update``); ``cu * w[h]`` is the row as the step reads it."""
+    cdef Py_ssize_t h
+    cdef floating gh, vel, acc, row_lr
+    cdef floating one = 1
+    if solver == SOLVER_ADAM:
+        for h in range(H):
+            gh = g[h]
+            s1[h] = f_b1 * s1[h] + (one - f_b1) * gh
+            s2[h] = f_b2 * s2[h] + (one - f_b2) * gh * gh
+            w[h] = cu * w[h] - f_lr * s1[h] / (_sqrt(s2[h]) + f_eps)
+    elif solver == SOLVER_ADAGRAD:
+        for h in range(H):
+            gh = g[h]
+            s1[h] = s1[h] + gh * gh
+            w[h] = cu * w[h] - f_lr * gh / (_sqrt(s1[h]) + f_eps)
+    elif solver == SOLVER_ROWWISE_ADAGRAD:
+        acc = _dot(g, g, H)
+        s1[0] = s1[0] + acc / H
+        row_lr = f_lr / (_sqrt(s1[0]) + f_eps)
+        for h in range(H):
+            w[h] = cu * w[h] - row_lr * g[h]
+    elif f_mom > 0:
+        for h in range(H):
+            gh = g[h]
+            vel = f_mom * s1[h] - f_lr * gh
+            s1[h] = vel
+            if nesterov:
+                w[h] = cu * w[h] + f_mom * vel - f_lr * gh
+            else:
+                w[h] = cu * w[h] + vel
+    else:
+        for h in range(H):
+            w[h] = cu * w[h] - f_lr * g[h]
+
+
 def sparse_update(
     const int64_t[::1] features,   # IN  (n_feat,)  from batch_transpose
     const int64_t[::1] offsets,    # IN  (n_feat + 1,)
@@ -786,6 +837,9 @@ def sparse_update(
     double[::1] lazy_acc=None,     # IN/OUT (n_features,)
     double logp_now=0.0,
     double acc_now=0.0,
+    floating[::1] bias=None,        # IN/OUT (n_features,) one bias per row of W
+    floating[::1] bias_state1=None, # IN/OUT (n_features,) its solver state
+    floating[::1] bias_state2=None, # IN/OUT (n_features,) Adam's v of the bias
 ):
     """One optimizer step on the rows of ``W`` of the batch's features.
 
@@ -808,9 +862,18 @@ def sparse_update(
     each row first receives its pending lazy regularisation up to
     ``logp_now``/``acc_now``, in the same pass: the result equals
     ``catch_up_rows`` on the plan's features followed by this update.
+
+    With ``bias`` (one value per row of W, as the autoencoder's output
+    biases), the feature's bias receives its step in the same pass, with
+    gradient ``sum of the feature's pair values`` (D's column of ones) and
+    the solver state ``bias_state1``/``bias_state2`` (row-wise Adagrad: one
+    accumulator per bias). The result equals a second call with ``W =
+    bias[:, None]`` and ``D`` a column of ones, bit for bit; the biases take
+    neither ``max_norm`` nor the marks. It saves that call's pass over the
+    plan, whose every bias is a cache line of its own.
     """
     cdef Py_ssize_t H = W.shape[1]
-    cdef Py_ssize_t n_feat = features.shape[0], f, h, j, k
+    cdef Py_ssize_t n_feat = features.shape[0], f, h, j, k, p
     cdef int tid
     _check_threads(n_threads)
     dtype = np.float32 if floating is float else np.float64
@@ -820,7 +883,7 @@ def sparse_update(
     cdef floating* w
     cdef floating* s1
     cdef floating* s2
-    cdef floating gh, vel, acc, row_lr, shrink, cu, thr
+    cdef floating shrink, cu, thr, gb
     cdef double sumsq
     cdef floating f_lr = <floating> lr
     cdef floating f_b1 = <floating> beta_1
@@ -841,6 +904,21 @@ def sparse_update(
         raise ValueError("state1 and state2 must have W's shape")
     if (uses_s1 and state1.shape[0] != W.shape[0]) or (n_state >= 2 and state2.shape[0] != W.shape[0]):
         raise ValueError("the solver's state must have one row per row of W")
+    cdef bint with_bias = bias is not None
+    cdef floating* bp = NULL
+    cdef floating* bs1 = NULL
+    cdef floating* bs2 = NULL
+    if with_bias:
+        if bias.shape[0] != W.shape[0]:
+            raise ValueError("bias must have one entry per row of W")
+        if uses_s1 and (bias_state1 is None or bias_state1.shape[0] != W.shape[0]):
+            raise ValueError("bias_state1 must have one entry per row of W for this solver")
+        if n_state >= 2 and (bias_state2 is None or bias_state2.shape[0] != W.shape[0]):
+            raise ValueError("bias_state2 must have one entry per row of W for Adam")
+        if W.shape[0] > 0:
+            bp = &bias[0]
+            bs1 = &bias_state1[0] if uses_s1 else NULL
+            bs2 = &bias_state2[0] if n_state >= 2 else NULL
     if H == 0 or n_feat == 0:
         return
     # With features to update, W has rows, and so does every state array the
@@ -868,6 +946,12 @@ def sparse_update(
                     _prefetch_w(&lp[k])
                     if la != NULL:
                         _prefetch_w(&la[k])
+                if with_bias:
+                    _prefetch_w(&bp[k])
+                    if uses_s1:
+                        _prefetch_w(&bs1[k])
+                    if n_state >= 2:
+                        _prefetch_w(&bs2[k])
             w = &W[j, 0]
             s1 = &state1[j if uses_s1 else 0, 0]
             s2 = &state2[j if n_state >= 2 else 0, 0]
@@ -887,35 +971,17 @@ def sparse_update(
                 if la != NULL:
                     la[j] = acc_now
             _feature_gradient(offsets, pair_row, pair_val, D, f, g)
-            if solver == SOLVER_ADAM:
-                for h in range(H):
-                    gh = g[h]
-                    s1[h] = f_b1 * s1[h] + (one - f_b1) * gh
-                    s2[h] = f_b2 * s2[h] + (one - f_b2) * gh * gh
-                    w[h] = cu * w[h] - f_lr * s1[h] / (_sqrt(s2[h]) + f_eps)
-            elif solver == SOLVER_ADAGRAD:
-                for h in range(H):
-                    gh = g[h]
-                    s1[h] = s1[h] + gh * gh
-                    w[h] = cu * w[h] - f_lr * gh / (_sqrt(s1[h]) + f_eps)
-            elif solver == SOLVER_ROWWISE_ADAGRAD:
-                acc = _dot(g, g, H)
-                s1[0] = s1[0] + acc / H
-                row_lr = f_lr / (_sqrt(s1[0]) + f_eps)
-                for h in range(H):
-                    w[h] = cu * w[h] - row_lr * g[h]
-            elif f_mom > 0:
-                for h in range(H):
-                    gh = g[h]
-                    vel = f_mom * s1[h] - f_lr * gh
-                    s1[h] = vel
-                    if nesterov:
-                        w[h] = cu * w[h] + f_mom * vel - f_lr * gh
-                    else:
-                        w[h] = cu * w[h] + vel
-            else:
-                for h in range(H):
-                    w[h] = cu * w[h] - f_lr * g[h]
+            _solver_row(w, g, s1, s2, H, solver, cu, f_lr, f_b1, f_b2, f_eps, f_mom, nesterov)
+            if with_bias:
+                # The bias's gradient, summed as _feature_gradient sums a
+                # column of ones (v * 1 == v), and its step as a row of 1.
+                p = offsets[f]
+                gb = pair_val[p]
+                for p in range(offsets[f] + 1, offsets[f + 1]):
+                    gb = gb + pair_val[p]
+                _solver_row(&bp[j], &gb, &bs1[j] if uses_s1 else NULL,
+                            &bs2[j] if n_state >= 2 else NULL, 1, solver, one,
+                            f_lr, f_b1, f_b2, f_eps, f_mom, nesterov)
             if max_norm > 0:
                 sumsq = _sum_squares_double(w, H)
                 if sumsq > max_norm * max_norm:

@@ -83,10 +83,13 @@ def _run_all_kernels(K, dtype, index_dtype, width):
             s2 = s1
         else:
             s1, s2 = full(), full()
+        b1 = rng.standard_normal(n_features).astype(dtype)
+        bs1, bs2 = (np.abs(rng.standard_normal(n_features)).astype(dtype) for _ in range(2))
         for _ in range(3):
             K.sparse_update(*plan, D, W1, s1, s2, solver, 0.01, 0.9, 0.999, 1e-8, momentum,
-                            nesterov, 2, max_norm=max_norm)
-        out[f"update{solver}-{momentum}-{nesterov}"] = (W1, s1, s2)
+                            nesterov, 2, max_norm=max_norm, bias=b1, bias_state1=bs1,
+                            bias_state2=bs2)
+        out[f"update{solver}-{momentum}-{nesterov}"] = (W1, s1, s2, b1, bs1, bs2)
     logp = np.linspace(-2, 0, n_features)
     acc = np.linspace(0, 1e-3, n_features)
     marks = dict(lazy_logp=logp.copy(), lazy_acc=acc.copy(), logp_now=0.5, acc_now=2e-3)

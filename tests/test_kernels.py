@@ -219,6 +219,77 @@ def test_update_catches_up_in_the_same_pass_as_catch_up_rows(solver, momentum, n
     np.testing.assert_array_equal(results[1][3][~touched], logp[~touched])
 
 
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("solver, momentum, nesterov", [
+    (0, 0.0, False), (0, 0.9, True), (0, 0.9, False), (1, 0.0, False), (2, 0.0, False),
+    (3, 0.0, False),
+], ids=["sgd", "sgd_nesterov", "sgd_momentum", "adam", "adagrad", "rowwise_adagrad"])
+def test_update_of_the_biases_in_the_same_pass_equals_a_call_of_their_own(
+        solver, momentum, nesterov, dtype, n_threads):
+    """sparse_update with ``bias`` gives W and its state what it gives them
+    without, and the biases and their state what a second call gives them
+    with W = bias[:, None] and a column of ones for D: bit for bit. Rows of
+    the plan only; the others are left as they were."""
+    X, W, b = _batch(dtype, np.int64, seed=12)
+    rows = np.array([3, 0, 8, 2, 11, 5], dtype=np.int64)
+    scale = np.linspace(0.5, 1.5, rows.shape[0]).astype(dtype)
+    D = np.random.default_rng(13).standard_normal((rows.shape[0], H)).astype(dtype)
+    slot = np.full(X.shape[1], -1, dtype=np.int64)
+    plan = K.batch_transpose(X.data, X.indices, X.indptr, rows, scale, slot)
+    rng = np.random.default_rng(14)
+    logp, acc, logp_now, acc_now = _lazy_marks(X.shape[1], 15, False)
+    shape = (X.shape[1], 1) if solver == 3 else W.shape
+    s0 = np.abs(rng.standard_normal(shape)).astype(dtype)
+    bias0 = rng.standard_normal((X.shape[1], 1)).astype(dtype)
+    bs0 = np.abs(rng.standard_normal((X.shape[1], 1))).astype(dtype)
+    args = (solver, 0.01, 0.9, 0.999, 1e-8, momentum, nesterov, n_threads)
+    out = {}
+    for variant in ("separate", "fused"):
+        W1, s1, s2, lp = W.copy(), s0.copy(), s0.copy(), logp.copy()
+        bias, bs1, bs2 = bias0.copy(), bs0.copy(), (2 * bs0).copy()
+        marks = dict(lazy_logp=lp, logp_now=logp_now)
+        if variant == "separate":
+            K.sparse_update(*plan, D, W1, s1, s2, *args, 0.0, **marks)
+            K.sparse_update(*plan, np.ones((rows.shape[0], 1), dtype), bias, bs1, bs2, *args)
+        else:
+            K.sparse_update(*plan, D, W1, s1, s2, *args, 0.0, **marks,
+                            bias=bias[:, 0], bias_state1=bs1[:, 0], bias_state2=bs2[:, 0])
+        out[variant] = (W1, s1, s2, lp, bias, bs1, bs2)
+    names = ["W", "state1", "state2", "logp", "bias", "bias_state1", "bias_state2"]
+    for name, a, c in zip(names, out["separate"], out["fused"]):
+        np.testing.assert_array_equal(a, c, err_msg=name, strict=True)
+    touched = np.zeros(X.shape[1], bool)
+    touched[plan[0]] = True
+    bias = out["fused"][4]
+    assert not np.array_equal(bias[touched], bias0[touched])
+    np.testing.assert_array_equal(bias[~touched], bias0[~touched])
+
+
+def test_update_checks_the_biases():
+    X, W, b = _batch(np.float64, np.int64)
+    rows = np.array([1, 2], dtype=np.int64)
+    slot = np.full(X.shape[1], -1, dtype=np.int64)
+    plan = K.batch_transpose(X.data, X.indices, X.indptr, rows, np.ones(2), slot)
+    D = np.ones((2, H))
+    n = X.shape[1]
+    full = np.zeros_like(W)
+    with pytest.raises(ValueError, match="bias must have one entry per row of W"):
+        K.sparse_update(*plan, D, W, full, full, 1, 0.1, 0.9, 0.999, 1e-8, 0.0, False, 1,
+                        bias=np.zeros(n - 1), bias_state1=np.zeros(n), bias_state2=np.zeros(n))
+    with pytest.raises(ValueError, match="bias_state1 must have one entry"):
+        K.sparse_update(*plan, D, W, full, full, 2, 0.1, 0.9, 0.999, 1e-8, 0.0, False, 1,
+                        bias=np.zeros(n))
+    with pytest.raises(ValueError, match="bias_state2 must have one entry per row of W for Adam"):
+        K.sparse_update(*plan, D, W, full, full, 1, 0.1, 0.9, 0.999, 1e-8, 0.0, False, 1,
+                        bias=np.zeros(n), bias_state1=np.zeros(n), bias_state2=np.zeros(3))
+    # plain SGD has no state: the bias needs none either
+    bias = np.zeros(n)
+    K.sparse_update(*plan, D, W, full, full, 0, 0.1, 0.9, 0.999, 1e-8, 0.0, False, 1,
+                    bias=bias)
+    assert np.count_nonzero(bias) == plan[0].shape[0]
+
+
 def test_forward_checks_the_slot_map_and_groups_without_columns():
     X, W, b = _batch(np.float64, np.int64)
     rows = np.array([1, 2], dtype=np.int64)
