@@ -22,6 +22,12 @@ random_state=0)`` on data from ``sksparsenn.datasets.make_sparse_regression``
    to the ordinary rows' time per non-zero (proportional cost: a constant
    extra time per extra non-zero).
 4. threads (default 1 and 2) on the default data: speedup, target >= 1.8.
+   After its rounds, ``bandwidth_probe.py`` measures this machine's
+   memory rates at each thread count, and the sweep prints Adam's
+   memory-traffic bound of the epoch at each (see ``bench_peers.py``), the
+   epoch's ratio to it, and the bound's own speedup: the speedup of an
+   epoch that moved its bytes at the probe's rates (``--no-bound`` skips
+   this).
 5. prediction throughput, rows/s of ``model.predict`` on all rows of the
    default data, at each thread count: target >= 30,000 rows/s.
 
@@ -353,6 +359,40 @@ def linfit(x, t):
     return float(a), float(b), r2
 
 
+def threads_bound(X, thread_counts):
+    """Adam's memory-traffic bound of an epoch on X at each thread count,
+    priced at the rates ``bandwidth_probe.py`` measures now (see
+    ``bench_peers.probe_bound``)."""
+    from bandwidth_probe import epoch_lower_bound, run_probe
+    from bench_peers import epoch_batches
+
+    tic = time.perf_counter()
+    batches = epoch_batches(X)
+    n_cols = X.shape[1]
+    rates = run_probe(n_rows=n_cols, width=HIDDEN, n_touch=min(2**18, n_cols // 4),
+                      threads=tuple(thread_counts))
+    out = {"seconds": {str(t): epoch_lower_bound(batches["n_features"], batches["heavy"],
+                                                 rates[t], width=HIDDEN)["adam"]
+                       for t in thread_counts},
+           "GB_per_s": {str(t): rates[t] for t in thread_counts}}
+    print("  memory bound of an Adam epoch from bandwidth_probe: "
+          + ", ".join(f"{t} thread(s) {v:.2f} s" for t, v in out["seconds"].items())
+          + f" [{time.perf_counter() - tic:.0f}s]", flush=True)
+    return out
+
+
+def add_bound(sw, bound):
+    """Sweep 4's summary with the bound at each thread count, the epoch's
+    ratio to it and the bound's own 1 -> 2 thread speedup."""
+    s = sw["summary"]
+    ep = {str(r["config"]["threads"]): r["result"]["epoch_s"] for r in sw["results"]}
+    s["bound_s"] = bound["seconds"]
+    s["bound_GB_per_s"] = bound["GB_per_s"]
+    s["epoch_over_bound"] = {t: ep[t] / b for t, b in bound["seconds"].items() if t in ep}
+    if "1" in bound["seconds"] and "2" in bound["seconds"]:
+        s["bound_speedup_1_to_2"] = bound["seconds"]["1"] / bound["seconds"]["2"]
+
+
 def summarize(sweep, res):
     c = [r["config"] for r in res]
     m = [r["result"] for r in res]
@@ -487,6 +527,17 @@ def markdown_sweep(sweep, sw, cfg):
         if "speedup_1_to_2" in s:
             L += ["", f"Speedup 1 -> 2 threads = **{s['speedup_1_to_2']:.2f}x** (target >= "
                   f"{TARGET_SPEEDUP}: {verdict(s['pass'])})."]
+        if "bound_s" in s:
+            L += ["", "Memory-traffic bound of an Adam epoch on these data, at the rates "
+                  "`bandwidth_probe.py` measured after the rounds: "
+                  + ", ".join(f"{t} thread(s) {b:.2f} s (epoch / bound "
+                              f"{s['epoch_over_bound'][t]:.2f})"
+                              for t, b in s["bound_s"].items() if t in s["epoch_over_bound"])
+                  + "."]
+            if "bound_speedup_1_to_2" in s:
+                L[-1] += (f" The bound's own speedup 1 -> 2 threads: "
+                          f"**{s['bound_speedup_1_to_2']:.2f}x**, what an epoch moving its "
+                          "bytes at the probe's rates would gain.")
     elif sweep == 5:
         L += [f"`model.predict` on all {m[0]['rows']:,} rows of the default data "
               f"({log2_label(c[0]['n_features'])} features, {c[0]['nnz']:,} non-zeros, "
@@ -690,16 +741,24 @@ def plot_sweep(sweep, sw, report, path):
             ax.annotate(f"{ep[i]:.2f} s\nspeedup {s['speedup'][str(th[i])]:.2f}x",
                         (i, max(ep[i], max(pts))),
                         xytext=(0, 3), textcoords="offset points", ha="center", fontsize=8)
+        if "bound_s" in s:
+            bx = [i for i, t in enumerate(th) if str(t) in s["bound_s"]]
+            ax.plot(bx, [s["bound_s"][str(th[i])] for i in bx], "D--", color="C2", ms=5,
+                    label="memory-traffic bound (bandwidth_probe)"
+                          + (f", its speedup {s['bound_speedup_1_to_2']:.2f}x"
+                             if "bound_speedup_1_to_2" in s else ""))
         if 1 in th and 2 in th:
             tgt = ep[th.index(1)] / TARGET_SPEEDUP
             ax.axhline(tgt, color="C3", ls=":", lw=1.3,
                        label=f"target at 2 threads: 1-thread time / {TARGET_SPEEDUP} "
                              f"(speedup >= {TARGET_SPEEDUP}x)")
+        if "bound_s" in s or (1 in th and 2 in th):
             ax.legend(fontsize=8, loc="upper left")
         ax.set_xticks(xs, [str(t) for t in th])
         ax.set_xlabel("threads (threadpool_limits)")
         ax.set_ylabel("epoch time (s)")
         top = max(max(rr["epoch_s"] for rr in r["rounds"]) for r in m)
+        top = max([top] + list(s.get("bound_s", {}).values()))
         ax.set_ylim(0, top * 1.35)
         ax.set_title(f"{TITLES[4]}\n{setup}\n{log2_label(d0['n_features'])} features, "
                      f"{d0['nnz']:,} non-zeros (default data)", fontsize=10)
@@ -755,6 +814,8 @@ def main():
     p.add_argument("--thread-counts", type=int, nargs="+", default=[1, 2],
                    help="sweeps 4 and 5")
     p.add_argument("--threads", type=int, default=2, help="threads for sweeps 1-3")
+    p.add_argument("--no-bound", action="store_true",
+                   help="sweep 4: skip the memory-traffic bound at each thread count")
     p.add_argument("--epochs", type=int, default=2, help="timed epochs per configuration")
     p.add_argument("--repeats", type=int, default=1,
                    help="interleaved rounds over the configurations of each sweep")
@@ -776,6 +837,7 @@ def main():
         "fractions": sorted(args.fractions),
         "thread_counts": sorted(set(args.thread_counts)),
         "threads": args.threads,
+        "bound": not args.no_bound,
         "epochs": args.epochs,
         "predict_repeats": max(3, args.epochs),
         "repeats": args.repeats,
@@ -850,12 +912,16 @@ def main():
                           f"{r['peak_rss_mib']:,.0f} MiB [{time.perf_counter() - tic:.0f}s]",
                           flush=True)
             configs = [x for x, _, _ in data]
+            bound = (threads_bound(data[0][1], cfg["thread_counts"])
+                     if sweep == 4 and cfg["bound"] else None)
             del data
             X = y = None
             gc.collect()
             sw = {"results": [{"config": x, "result": merge_rounds(rr)}
                               for x, rr in zip(configs, rounds)]}
             sw["summary"] = summarize(sweep, sw["results"])
+            if bound is not None:
+                add_bound(sw, bound)
             png = os.path.join(out_dir, f"{cfg['stem']}_{SWEEPS[sweep]}.png")
             try:
                 plot_sweep(sweep, sw, report, png)
