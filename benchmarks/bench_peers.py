@@ -36,7 +36,7 @@ the data set give first-layer outputs thousands of times larger than
 ordinary rows.
 
     python benchmarks/bench_peers.py --quick          # < 3 minutes
-    python benchmarks/bench_peers.py                  # default: ~19 minutes on 2 cores
+    python benchmarks/bench_peers.py                  # default: 18-23 minutes on 2 cores
     python benchmarks/bench_peers.py --peers ours-adagrad --epochs 3   # one more variant
     python benchmarks/bench_peers.py --peers ours-adam torch --repeats 2
 
@@ -77,8 +77,9 @@ RESULTS = os.path.join(HERE, "results")
 ALL_PEERS = ["ours-adam", "sklearn-mlp", "ridge", "torch", "ours-sgd", "ours-rowwise_adagrad",
              "ours-adagrad"]
 # The default run: every peer but the plain-Adagrad variant, 2 epochs each
-# (PyTorch's epoch alone takes about 5 minutes here), so that one command
-# stays under 20 minutes on a 2-core machine (1,077 s measured).
+# (PyTorch's epoch alone takes 5 to 7 minutes here), so that one command
+# takes 18 to 23 minutes on a 2-core machine (1,077 s measured on one, 1,388
+# s on one with slower memory, where PyTorch's two epochs took 866 s).
 DEFAULT_PEERS = [p for p in ALL_PEERS if p != "ours-adagrad"]
 HIDDEN = 256
 BATCH = 256
