@@ -484,6 +484,24 @@ cdef void _sum_partials(
             zrow[h] = zrow[h] * s + bias[h]
 
 
+# How many batch rows ahead the grouping asks for a row's stored values:
+# the batch's rows lie anywhere in X, and each starts with cache misses.
+cdef Py_ssize_t _ROW_AHEAD = 2
+# At most this many cache lines of a row's indices (and of its values).
+cdef Py_ssize_t _ROW_LINES = 8
+
+
+cdef inline void _prefetch_row(const floating[::1] data, const index_t[::1] indices,
+                               const index_t[::1] indptr, int64_t r) noexcept nogil:
+    cdef Py_ssize_t k = indptr[r], end = indptr[r + 1], n = 0
+    cdef Py_ssize_t step = 64 // sizeof(index_t)
+    while k < end and n < _ROW_LINES:
+        _prefetch_r(&indices[k])
+        _prefetch_r(&data[k])
+        k = k + step
+        n = n + 1
+
+
 cdef Py_ssize_t _batch_nnz(const index_t[::1] indptr, const int64_t[::1] rows) noexcept nogil:
     cdef Py_ssize_t i, n = 0
     for i in range(rows.shape[0]):
@@ -527,6 +545,8 @@ cdef Py_ssize_t _build_transpose(
 
     # Number the features and count their pairs (in offsets[f + 1] for now).
     for i in range(n_rows):
+        if i + _ROW_AHEAD < n_rows:
+            _prefetch_row(data, indices, indptr, rows[i + _ROW_AHEAD])
         r = rows[i]
         end = indptr[r + 1]
         for k in range(indptr[r], end):
