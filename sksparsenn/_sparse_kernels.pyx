@@ -493,13 +493,17 @@ cdef Py_ssize_t _ROW_LINES = 8
 
 cdef inline void _prefetch_row(const floating[::1] data, const index_t[::1] indices,
                                const index_t[::1] indptr, int64_t r) noexcept nogil:
-    cdef Py_ssize_t k = indptr[r], end = indptr[r + 1], n = 0
-    cdef Py_ssize_t step = 64 // sizeof(index_t)
-    while k < end and n < _ROW_LINES:
+    # Each array by its own cache lines: indices and values may differ in size.
+    cdef Py_ssize_t k0 = indptr[r], end = indptr[r + 1], k
+    cdef Py_ssize_t i_step = 64 // sizeof(index_t), d_step = 64 // sizeof(floating)
+    k = k0
+    while k < end and k < k0 + _ROW_LINES * i_step:
         _prefetch_r(&indices[k])
+        k = k + i_step
+    k = k0
+    while k < end and k < k0 + _ROW_LINES * d_step:
         _prefetch_r(&data[k])
-        k = k + step
-        n = n + 1
+        k = k + d_step
 
 
 cdef Py_ssize_t _batch_nnz(const index_t[::1] indptr, const int64_t[::1] rows) noexcept nogil:
