@@ -361,24 +361,14 @@ def linfit(x, t):
 
 def threads_bound(X, thread_counts):
     """Adam's memory-traffic bound of an epoch on X at each thread count,
-    priced at the rates ``bandwidth_probe.py`` measures now (see
-    ``bench_peers.probe_bound``)."""
-    from bandwidth_probe import epoch_lower_bound, run_probe
-    from bench_peers import epoch_batches
+    priced at the rates ``bandwidth_probe.py`` measures now
+    (``bench_peers.probe_bound`` at each count)."""
+    from bench_peers import epoch_batches, probe_bound
 
-    tic = time.perf_counter()
     batches = epoch_batches(X)
-    n_cols = X.shape[1]
-    rates = run_probe(n_rows=n_cols, width=HIDDEN, n_touch=min(2**18, n_cols // 4),
-                      threads=tuple(thread_counts))
-    out = {"seconds": {str(t): epoch_lower_bound(batches["n_features"], batches["heavy"],
-                                                 rates[t], width=HIDDEN)["adam"]
-                       for t in thread_counts},
-           "GB_per_s": {str(t): rates[t] for t in thread_counts}}
-    print("  memory bound of an Adam epoch from bandwidth_probe: "
-          + ", ".join(f"{t} thread(s) {v:.2f} s" for t, v in out["seconds"].items())
-          + f" [{time.perf_counter() - tic:.0f}s]", flush=True)
-    return out
+    probes = {str(t): probe_bound(batches, t) for t in thread_counts}
+    return {"seconds": {t: p["seconds"]["adam"] for t, p in probes.items()},
+            "GB_per_s": {t: p["GB_per_s"] for t, p in probes.items()}}
 
 
 def add_bound(sw, bound):
