@@ -443,6 +443,9 @@ def sparse_forward(
             n_feat[0] = _build_transpose(data, indices, indptr, rows, scale, slot,
                                          feat, offsets, pair_row, pair_val, value_slot)
         for t in prange(n_items, schedule='dynamic'):
+            if t + _ITEM_AHEAD < n_items:
+                _prefetch_values(data, indices, items[t + _ITEM_AHEAD, 1],
+                                 items[t + _ITEM_AHEAD, 2])
             i = items[t, 0]
             p = items[t, 3]
             out = &Z[i, 0] if p < 0 else &partial[p, 0]
@@ -489,12 +492,23 @@ cdef void _sum_partials(
 cdef Py_ssize_t _ROW_AHEAD = 2
 # At most this many cache lines of a row's indices (and of its values).
 cdef Py_ssize_t _ROW_LINES = 8
+# How many work items ahead the forward pass asks for an item's stored
+# values (items are handed out one at a time, in order, to whichever thread
+# is free).
+cdef Py_ssize_t _ITEM_AHEAD = 2
 
 
 cdef inline void _prefetch_row(const floating[::1] data, const index_t[::1] indices,
                                const index_t[::1] indptr, int64_t r) noexcept nogil:
+    _prefetch_values(data, indices, indptr[r], indptr[r + 1])
+
+
+cdef inline void _prefetch_values(const floating[::1] data, const index_t[::1] indices,
+                                  Py_ssize_t k0, Py_ssize_t end) noexcept nogil:
+    """Ask for the stored values k0 <= k < end (their first _ROW_LINES cache
+    lines of indices and of values)."""
     # Each array by its own cache lines: indices and values may differ in size.
-    cdef Py_ssize_t k0 = indptr[r], end = indptr[r + 1], k
+    cdef Py_ssize_t k
     cdef Py_ssize_t i_step = 64 // sizeof(index_t), d_step = 64 // sizeof(floating)
     k = k0
     while k < end and k < k0 + _ROW_LINES * i_step:
