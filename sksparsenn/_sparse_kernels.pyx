@@ -127,8 +127,7 @@ cdef Py_ssize_t _SLOT_AHEAD = 16
 # chunks of 16, a prefetch 4 ahead went to the other thread's rows for 4
 # features of every 16, and the first rows of each chunk arrived
 # unannounced. Chunks of 256 keep the prefetches inside one thread's run of
-# features while still sharing uneven work (features with many pairs come
-# first) between the threads.
+# features while still sharing uneven work between the threads.
 cdef Py_ssize_t _UPDATE_AHEAD = 4
 cdef Py_ssize_t _UPDATE_CHUNK = 256
 
@@ -911,7 +910,7 @@ def sparse_update(
     plan, whose every bias is a cache line of its own.
     """
     cdef Py_ssize_t H = W.shape[1]
-    cdef Py_ssize_t n_feat = features.shape[0], f, h, j, k, p
+    cdef Py_ssize_t n_feat = features.shape[0], f, h, j, k, p, q
     cdef int tid
     _check_threads(n_threads)
     dtype = np.float32 if floating is float else np.float64
@@ -973,11 +972,18 @@ def sparse_update(
         tid = omp_get_thread_num()
         g = &scratch[tid, 0]
         for f in prange(n_feat, schedule='dynamic', chunksize=_UPDATE_CHUNK):
-            j = features[f]
+            # Features in the reverse of the plan's order (first appearance
+            # in the batch): the forward pass has just read their rows in
+            # about that order, so the last ones read are the likeliest
+            # still in the cache; in the plan's order, the oldest would come
+            # first and push the newest out. Each row's step depends on that
+            # row only: the order changes no result.
+            q = n_feat - 1 - f
+            j = features[q]
             # A state array the solver does not use may be a (1, H)
             # placeholder: its row 0 stands in, never read or written.
-            if f + _UPDATE_AHEAD < n_feat:
-                k = features[f + _UPDATE_AHEAD]
+            if q >= _UPDATE_AHEAD:
+                k = features[q - _UPDATE_AHEAD]
                 _prefetch_rows(&W[k, 0], &state1[k if uses_s1 else 0, 0],
                                &state2[k if n_state >= 2 else 0, 0], H, n_state, rowwise)
                 if lp != NULL:
@@ -1008,14 +1014,14 @@ def sparse_update(
                 lp[j] = logp_now
                 if la != NULL:
                     la[j] = acc_now
-            _feature_gradient(offsets, pair_row, pair_val, D, f, g)
+            _feature_gradient(offsets, pair_row, pair_val, D, q, g)
             _solver_row(w, g, s1, s2, H, solver, cu, f_lr, f_b1, f_b2, f_eps, f_mom, nesterov)
             if with_bias:
                 # The bias's gradient, summed as _feature_gradient sums a
                 # column of ones (v * 1 == v), and its step as a row of 1.
-                p = offsets[f]
+                p = offsets[q]
                 gb = pair_val[p]
-                for p in range(offsets[f] + 1, offsets[f + 1]):
+                for p in range(offsets[q] + 1, offsets[q + 1]):
                     gb = gb + pair_val[p]
                 _solver_row(&bp[j], &gb, &bs1[j] if uses_s1 else NULL,
                             &bs2[j] if n_state >= 2 else NULL, 1, solver, one,
