@@ -497,11 +497,6 @@ cdef Py_ssize_t _ROW_LINES = 8
 cdef Py_ssize_t _ITEM_AHEAD = 2
 
 
-cdef inline void _prefetch_row(const floating[::1] data, const index_t[::1] indices,
-                               const index_t[::1] indptr, int64_t r) noexcept nogil:
-    _prefetch_values(data, indices, indptr[r], indptr[r + 1])
-
-
 cdef inline void _prefetch_values(const floating[::1] data, const index_t[::1] indices,
                                   Py_ssize_t k0, Py_ssize_t end) noexcept nogil:
     """Ask for the stored values k0 <= k < end (their first _ROW_LINES cache
@@ -563,7 +558,8 @@ cdef Py_ssize_t _build_transpose(
     # Number the features and count their pairs (in offsets[f + 1] for now).
     for i in range(n_rows):
         if i + _ROW_AHEAD < n_rows:
-            _prefetch_row(data, indices, indptr, rows[i + _ROW_AHEAD])
+            r = rows[i + _ROW_AHEAD]
+            _prefetch_values(data, indices, indptr[r], indptr[r + 1])
         r = rows[i]
         end = indptr[r + 1]
         for k in range(indptr[r], end):
