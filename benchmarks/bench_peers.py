@@ -513,7 +513,7 @@ def markdown(report):
         f"{c['nnz_train']:,} training non-zeros, K={c['n_targets']} targets. "
         f"Network 1 x {HIDDEN} ReLU, batch {BATCH}, float32, {c['threads']} threads, "
         f"row scaling {c['row_scaling']}. {c['epochs']} epochs of ours, "
-        f"{c.get('torch_epochs', c['epochs'])} of torch; epoch s = median over "
+        f"{c['torch_epochs']} of torch; epoch s = median over "
         f"epochs 2..E (first epoch, with initialisation, not counted; "
         f"with 1 epoch it is counted: torch's initialisation, SparseAdam's state "
         f"included, comes before it); {c['repeats']} interleaved round(s). "
@@ -607,17 +607,15 @@ def markdown(report):
 
 def parent_main(args):
     t_start = time.perf_counter()
+    epochs = args.epochs or 2
+    torch_epochs = args.torch_epochs or 1
     if args.quick:
         n_samples = args.n_samples or 20_000
         n_features = args.n_features or 2**18
-        epochs = args.epochs or 2
-        torch_epochs = args.torch_epochs or 1
         sk_steps = args.sk_steps or 3
     else:
         n_samples = args.n_samples or 225_000
         n_features = args.n_features or 2**20
-        epochs = args.epochs or 2
-        torch_epochs = args.torch_epochs or 1
         sk_steps = args.sk_steps or 4
     from sksparsenn.datasets import make_sparse_regression
 
