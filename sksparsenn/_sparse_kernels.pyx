@@ -57,6 +57,26 @@ cdef extern from *:
     void _prefetch_r "SKS_PREFETCH_R"(const void* p) noexcept nogil
     void _prefetch_w "SKS_PREFETCH_W"(const void* p) noexcept nogil
 
+# A work queue shared by the threads of a parallel block: each call hands
+# out the next item number. The forward passes use it instead of a dynamic
+# prange because one thread groups the batch before it takes items: Cython
+# makes every variable a prange body assigns both firstprivate and
+# lastprivate, and for such a loop GCC puts a barrier before the first
+# iteration, so that the other threads would wait for the grouping instead
+# of starting on the items.
+cdef extern from *:
+    """
+    static inline int64_t sks_next_item(int64_t* counter) {
+        int64_t t;
+    #ifdef _OPENMP
+        #pragma omp atomic capture
+    #endif
+        t = (*counter)++;
+        return t;
+    }
+    """
+    int64_t _next_item "sks_next_item"(int64_t* counter) noexcept nogil
+
 # This module is built twice from this file (sksparsenn/meson.build): as
 # _sparse_kernels for any processor, and on x86-64 as _sparse_kernels_avx2
 # with -mavx2. INSTRUCTION_SET says which build this is; cpu_has_avx2()
@@ -436,12 +456,17 @@ def sparse_forward(
     cdef Py_ssize_t t, i, h, p
     cdef floating s
     cdef floating* out
+    next_a = np.zeros(1, dtype=np.int64)  # the queue of _next_item
+    cdef int64_t[::1] next_item = next_a
 
     with nogil, parallel(num_threads=n_threads):
         if group and omp_get_thread_num() == 0:
             n_feat[0] = _build_transpose(data, indices, indptr, rows, scale, slot,
                                          feat, offsets, pair_row, pair_val, value_slot)
-        for t in prange(n_items, schedule='dynamic'):
+        # The items one at a time to whichever thread is free (see
+        # _next_item): the others start while thread 0 groups the batch.
+        t = _next_item(&next_item[0])
+        while t < n_items:
             if t + _ITEM_AHEAD < n_items:
                 _prefetch_values(data, indices, items[t + _ITEM_AHEAD, 1],
                                  items[t + _ITEM_AHEAD, 2])
@@ -453,6 +478,7 @@ def sparse_forward(
                 s = scale[i]
                 for h in range(H):
                     out[h] = out[h] * s + bias[h]
+            t = _next_item(&next_item[0])
     with nogil:
         _sum_partials(Z, partial, heavy, scale, bias, n_threads)
     if group:
@@ -1268,6 +1294,8 @@ def sampled_backward(
     cdef floating* row
     cdef const floating* a
     cdef const floating* w
+    next_a = np.zeros(1, dtype=np.int64)  # the queue of _next_item
+    cdef int64_t[::1] next_item = next_a
 
     with nogil, parallel(num_threads=n_threads):
         row = &buf[omp_get_thread_num(), 0]
@@ -1275,7 +1303,9 @@ def sampled_backward(
             n_feat[0] = _build_transpose(coef, pair_col, indptr, rows, ones, slot, feat,
                                          offsets, pair_row, pair_val, value_slot,
                                          &pair_src[0])
-        for t in prange(n_items, schedule='dynamic'):
+        # As in sparse_forward: the others start while thread 0 groups.
+        t = _next_item(&next_item[0])
+        while t < n_items:
             i = items[t, 0]
             p = items[t, 3]
             out = &dA[i, 0] if p < 0 else &partial[p, 0]
@@ -1298,6 +1328,7 @@ def sampled_backward(
             if p < 0:  # as sparse_forward with a scale of 1 and a bias of 0
                 for h in range(H):
                     out[h] = out[h] * ones[i] + zeros[h]
+            t = _next_item(&next_item[0])
     with nogil:
         _sum_partials(dA, partial, heavy, ones, zeros, n_threads)
         if group:
