@@ -20,6 +20,10 @@ same epoch, so the drift of a shared machine cancels out of their ratio.
   updated by a ``sparse_update`` call of their own after the decoder's
   weights, instead of in the same pass.
 
+``--a-kernels PATH`` makes A run the step as B does, with another build of
+the kernels: a copy of ``_sparse_kernels*.so`` kept from an earlier build,
+as ``ab_kernels.py --a PATH`` takes (``--a`` is then ignored).
+
 The arrangements give the same results, except that in the first two a
 decoder row whose pairs all have a zero delta is not updated, and in B it
 is (with a zero gradient): the trajectories differ by that only. Prints the ms per
@@ -31,6 +35,7 @@ also the ms per ordinary step that B spends in each kernel (and in
     python benchmarks/ab_autoencoder.py [--a separate-catch-up]
         [--solver adam] [--hidden 100] [--n-samples 120000] [--alpha 1e-4]
         [--zero-sampling 1.0] [--threads 2] [--epochs 2] [--phases]
+        [--a-kernels PATH]
 
 The defaults are the transformer's (Adam, ``alpha=1e-4``, one hidden layer
 of 100, ``row_scaling='sqrt'``, ``zero_sampling=1.0``).
@@ -43,7 +48,7 @@ import types
 
 import numpy as np
 
-from profile_step import interleaved_epochs, print_epochs
+from profile_step import interleaved_epochs, load_kernels, print_epochs
 from sksparsenn import _network as N
 from sksparsenn.datasets import make_sparse_regression
 
@@ -140,7 +145,10 @@ def main():
                    help="the last one is reported (the first maps the solver state's pages)")
     p.add_argument("--phases", action="store_true",
                    help="also time B's kernel calls and sample_pairs, ordinary steps")
+    p.add_argument("--a-kernels", metavar="PATH", default=None,
+                   help="A: B's step with the kernels of this build (--a is ignored)")
     args = p.parse_args()
+    a_kernels = load_kernels(args.a_kernels) if args.a_kernels else None
     timed = None
     if args.phases:
         timed = N._k = _Timed(N._k)  # the network calls its kernels through N._k
@@ -167,13 +175,17 @@ def main():
               beta_1=0.9, beta_2=0.999, epsilon=1e-8, momentum=0.9, nesterov=True)
     print(f"{X.shape[0]:,} rows x {X.shape[1]:,} features; autoencoder, code {args.hidden}, "
           f"solver={args.solver}, alpha={args.alpha:g}, zero_sampling={args.zero_sampling:g}, "
-          f"{args.threads} thread(s); A: {args.a}, B: the step as it is")
+          f"{args.threads} thread(s); A: "
+          f"{f'the step with {args.a_kernels}' if a_kernels else args.a}, "
+          "B: the step as it is")
+    builds = [a_kernels or N._k, N._k]
 
     def step(b, rows, heavy, last):
         if timed is not None:
             timed.on = bool(b and not heavy and last)
+        N._k = builds[b]
         t0 = time.perf_counter()
-        if b:
+        if b or a_kernels:
             net.step(X, rows, scale[rows], None, None, hp, args.threads)
         else:
             step_a(net, X, rows, scale[rows], hp, args.threads, args.a)
