@@ -147,6 +147,10 @@ def main():
         perf.send_signal(signal.SIGINT)
         perf.wait()
     print(f"epoch 2 (sampled): {seconds:.2f} s", flush=True)
+    # perf record ends on SIGINT by raising it again once its data is written.
+    if perf.returncode not in (0, -signal.SIGINT) or not os.path.exists(args.output):
+        sys.exit(f"perf record failed (exit code {perf.returncode}): is attaching to one's "
+                 "own process allowed (/proc/sys/kernel/perf_event_paranoid <= 2)?")
 
     samples = read_samples(args.output)
     by_thread = collections.defaultdict(collections.Counter)
