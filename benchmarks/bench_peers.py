@@ -87,6 +87,8 @@ ALL_PEERS = ["ours-adam", "sklearn-mlp", "ridge", "torch", "ours-sgd", "ours-row
 DEFAULT_PEERS = [p for p in ALL_PEERS if p != "ours-adagrad"]
 HIDDEN = 256
 BATCH = 256
+# learning_rate_init of our solvers in this comparison
+LEARNING_RATE = {"adam": 1e-3, "sgd": 0.05, "adagrad": 0.05, "rowwise_adagrad": 0.05}
 
 
 # --------------------------------------------------------------------------- #
@@ -171,7 +173,7 @@ def run_ours(cfg, solver, X_train, X_test, y_train, y_test, probe=None):
     called right before the first counted epoch and right after the last."""
     from sksparsenn import SparseMLPRegressor
 
-    lr = {"adam": 1e-3, "sgd": 0.05, "adagrad": 0.05, "rowwise_adagrad": 0.05}[solver]
+    lr = LEARNING_RATE[solver]
     model = SparseMLPRegressor(
         hidden_layer_sizes=(HIDDEN,), batch_size=BATCH, solver=solver,
         learning_rate_init=lr, random_state=0, max_iter=cfg["epochs"], tol=0,

@@ -39,8 +39,9 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 from threadpoolctl import threadpool_limits
+
+from bench_peers import BATCH, HIDDEN, LEARNING_RATE
 
 # Parts of the step by the symbol a sample lands in (first match wins).
 PARTS = [
@@ -80,7 +81,8 @@ def read_samples(data_file):
 
 def hottest_instructions(data_file, symbol_part, n):
     """The ``n`` instructions of the symbol containing ``symbol_part`` with
-    the most samples: [(percent of the symbol's samples, address, text)]."""
+    the most samples: [(percent of the symbol's samples, address, text,
+    text of the instruction before it)]."""
     report = subprocess.run(["perf", "report", "-i", data_file, "--no-children", "-g", "none",
                              "--sort", "sym", "--stdio"], capture_output=True, text=True).stdout
     names = re.findall(r"\[\.\]\s+(\S*" + re.escape(symbol_part) + r"\S*)", report)
@@ -88,30 +90,20 @@ def hottest_instructions(data_file, symbol_part, n):
         return []
     ann = subprocess.run(["perf", "annotate", "-i", data_file, "--stdio", "-s", names[0]],
                          capture_output=True, text=True).stdout
-    rows = []
+    code = []  # (percent, address, text), in address order
     for line in ann.splitlines():
         m = re.match(r"\s*([\d.]+)\s*:\s*([0-9a-f]+):\s*(.*)", line)
-        if m and float(m.group(1)) > 0:
-            rows.append((float(m.group(1)), m.group(2), re.sub(r"\s+", " ", m.group(3))[:60]))
-    rows.sort(reverse=True)
-    lines = ann.splitlines()
-    out = []
-    for pct, addr, text in rows[:n]:
-        # The instruction before the sampled one: the likely stall.
-        prev = ""
-        for i, line in enumerate(lines):
-            if re.match(r"\s*[\d.]+\s*:\s*" + addr + ":", line) and i > 0:
-                m = re.match(r"\s*[\d.]+\s*:\s*[0-9a-f]+:\s*(.*)", lines[i - 1])
-                prev = re.sub(r"\s+", " ", m.group(1))[:60] if m else ""
-                break
-        out.append((pct, addr, text, prev))
-    return out
+        if m:
+            code.append((float(m.group(1)), m.group(2), re.sub(r"\s+", " ", m.group(3))[:60]))
+    # The instruction before the sampled one is the likely stall.
+    rows = [(pct, addr, text, code[i - 1][2] if i else "")
+            for i, (pct, addr, text) in enumerate(code) if pct > 0]
+    return sorted(rows, reverse=True)[:n]
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--solver", default="rowwise_adagrad",
-                   choices=["adam", "sgd", "adagrad", "rowwise_adagrad"])
+    p.add_argument("--solver", default="rowwise_adagrad", choices=sorted(LEARNING_RATE))
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--n-samples", type=int, default=225_000,
                    help="rows generated; the first 80%% are trained on, as in bench_peers.py")
@@ -127,10 +119,9 @@ def main():
     X, y = make_sparse_regression(n_samples=args.n_samples, random_state=0)
     n_train = int(round(args.n_samples * 0.8))
     X, y = X[:n_train], y[:n_train]
-    lr = 1e-3 if args.solver == "adam" else 0.05
-    model = SparseMLPRegressor(hidden_layer_sizes=(256,), batch_size=256, solver=args.solver,
-                               learning_rate_init=lr, alpha=0, row_scaling="l2",
-                               dtype="float32", random_state=0)
+    model = SparseMLPRegressor(hidden_layer_sizes=(HIDDEN,), batch_size=BATCH,
+                               solver=args.solver, learning_rate_init=LEARNING_RATE[args.solver],
+                               alpha=0, row_scaling="l2", dtype="float32", random_state=0)
     print(f"{X.shape[0]:,} rows x {X.shape[1]:,} features, {X.nnz:,} stored values; "
           f"solver={args.solver}, {args.threads} thread(s)", flush=True)
     with threadpool_limits(limits=args.threads, user_api="openmp"):
